@@ -1,0 +1,35 @@
+"""Build the Cython hot paths as extension modules of the ``leveret`` package.
+
+``LEVERET_NO_EXTENSIONS=1`` at build time gives a pure-Python install; the package
+then runs on the ``_*_py`` twins of every compiled module.
+"""
+
+import os
+from pathlib import Path
+
+from setuptools import Extension, setup
+
+HERE = Path(__file__).parent
+CSRC = HERE / "csrc"
+
+
+def extensions() -> list:
+    if os.environ.get("LEVERET_NO_EXTENSIONS", "") not in ("", "0"):
+        return []
+    from Cython.Build import cythonize
+
+    modules = []
+    for pyx in sorted(CSRC.rglob("*.pyx")):
+        rel = pyx.relative_to(CSRC).with_suffix("")
+        name = ".".join(rel.parts)
+        modules.append(
+            Extension(name, [str(pyx.relative_to(HERE))], extra_compile_args=["-O2"])
+        )
+    return cythonize(
+        modules,
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
+    )
+
+
+setup(ext_modules=extensions())
