@@ -1,0 +1,496 @@
+"""One AMQP channel: publish assembly, consumers, acknowledgements, qos, confirms, transactions.
+
+Hot events (publish, header, body, ack, nack, reject) arrive as tuples from the frame codec and
+are handled by ``on_*`` methods; every other method arrives as a pamqp command and goes through
+``handle_method``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pamqp import commands as spec
+
+from . import frames
+from .acks import DeliveryTags, UnknownDeliveryTag
+from .confirms import Confirms
+from .errors import (
+    ACCESS_REFUSED,
+    NO_ROUTE,
+    NOT_ALLOWED,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
+    UNEXPECTED_FRAME,
+    ChannelError,
+    ConnectionError_,
+)
+from .exchange import Exchange
+from .message import Message, QueueEntry
+from .queue import Consumer, Queue, new_consumer_tag
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+_encode_deliver = frames.encode_deliver
+
+
+class Channel:
+    """Channel state of one connection (AMQP 0-9-1 section 2.2.5)."""
+
+    def __init__(self, connection: Connection, channel_id: int) -> None:
+        self.conn = connection
+        self.id = channel_id
+        self.vhost = connection.vhost
+        self.open = True
+        self.closing = False  # we sent channel.close and wait for close-ok
+        self.consumers: dict[str, Consumer] = {}
+        self.tags = DeliveryTags()
+        self.unacked = 0  # manual-ack deliveries outstanding on this channel
+        self.prefetch_consumer = 0  # basic.qos global=false: limit for each new consumer
+        self.prefetch_channel = 0  # basic.qos global=true: shared by the channel
+        self.confirms: Confirms | None = None
+        self.tx: list[tuple] | None = None  # pending publishes and acks in tx mode
+        self.last_queue = ""
+        # publish assembly
+        self._pub: tuple | None = None
+        self._body_size = 0
+        self._header: tuple | None = None
+        self._chunks: list[bytes] = []
+        self._received = 0
+
+    # ------------------------------------------------------------------ delivery side
+
+    def can_deliver(self) -> bool:
+        if not self.open or not self.conn.writable:
+            return False
+        return not self.prefetch_channel or self.unacked < self.prefetch_channel
+
+    def deliver(self, consumer: Consumer, queue: Queue, entry: QueueEntry) -> None:
+        msg = entry.message
+        if consumer.no_ack:
+            tag = self.tags.next_tag()
+        else:
+            tag = self.tags.push((queue, entry, consumer))
+            self.unacked += 1
+        conn = self.conn
+        _encode_deliver(conn.out, self.id, consumer.tag, tag, entry.redelivered, msg.exchange,
+                        msg.routing_key, msg.raw_props, msg.body, conn.frame_max)
+        conn.want_flush()
+
+    def consumer_cancelled_by_server(self, consumer: Consumer) -> None:
+        """The queue went away: tell the client (consumer_cancel_notify) and forget the consumer."""
+        if self.consumers.pop(consumer.tag, None) is None:
+            return
+        if self.open and not self.closing and self.conn.client_capability("consumer_cancel_notify"):
+            self.send(spec.Basic.Cancel(consumer_tag=consumer.tag, nowait=True))
+
+    def send(self, method: object) -> None:
+        frames.encode_method(self.conn.out, self.id, method)
+        self.conn.want_flush()
+
+    # ------------------------------------------------------------------ publish assembly
+
+    def on_publish(self, ev: tuple) -> None:
+        if self._pub is not None:
+            raise ConnectionError_(UNEXPECTED_FRAME, "expected content header, got basic.publish")
+        if ev[5]:
+            # RabbitMQ refuses the immediate flag outright (rabbitmq.com/docs/specification)
+            raise ConnectionError_(NOT_IMPLEMENTED, "immediate=true")
+        self._pub = ev
+
+    def on_header(self, ev: tuple) -> None:
+        if self._pub is None or self._header is not None:
+            raise ConnectionError_(UNEXPECTED_FRAME, "content header frame without basic.publish")
+        if ev[2] != 60:
+            raise ConnectionError_(UNEXPECTED_FRAME, f"content header for class {ev[2]}")
+        self._header = ev
+        self._body_size = ev[3]
+        if ev[3] == 0:
+            self._complete(b"")
+
+    def on_body(self, ev: tuple) -> None:
+        if self._header is None:
+            raise ConnectionError_(UNEXPECTED_FRAME, "content body frame without content header")
+        chunk = ev[2]
+        size = self._received + len(chunk)
+        if size > self._body_size:
+            raise ConnectionError_(UNEXPECTED_FRAME, "content body exceeds the declared body size")
+        if size == self._body_size:
+            if self._chunks:
+                self._chunks.append(chunk)
+                chunk = b"".join(self._chunks)
+                self._chunks = []
+            self._received = 0
+            self._complete(chunk)
+        else:
+            self._chunks.append(chunk)
+            self._received = size
+
+    def _complete(self, body: bytes) -> None:
+        pub, header = self._pub, self._header
+        self._pub = self._header = None
+        assert pub is not None and header is not None
+        if self.closing:
+            return
+        ex_name = pub[2]
+        exchange = self.vhost.exchanges.get(ex_name)
+        if exchange is None:
+            raise ChannelError(NOT_FOUND, f"no exchange '{ex_name}' in vhost '{self.vhost.name}'")
+        if exchange.internal:
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"cannot publish to internal exchange '{ex_name}' in vhost '{self.vhost.name}'",
+            )
+        msg = Message(ex_name, pub[3], header[4], body, header[5], header[6], header[7])
+        self.conn.check_user_id(msg)
+        if self.tx is not None:
+            self.tx.append(("publish", exchange, msg, pub[4]))
+            return
+        self.publish(exchange, msg, pub[4])
+
+    def publish(self, exchange: Exchange, msg: Message, mandatory: bool) -> None:
+        queues = self.vhost.route(exchange, msg)
+        confirms = self.confirms
+        seq = confirms.publish() if confirms is not None else 0
+        if not queues:
+            if mandatory:
+                conn = self.conn
+                frames.encode_return(conn.out, self.id, NO_ROUTE, "NO_ROUTE", msg.exchange,
+                                     msg.routing_key, msg.raw_props, msg.body, conn.frame_max)
+            if confirms is not None:
+                self.conn.want_confirm_flush(self)
+            else:
+                self.conn.want_flush()
+            return
+        rejected = False
+        for q in queues:
+            if not q.push(msg, self, seq):
+                rejected = True
+        if confirms is not None:
+            if rejected:
+                confirms.nack(seq)
+            self.conn.want_confirm_flush(self)
+
+    def flush_confirms(self, out: bytearray) -> None:
+        if self.confirms is None or not self.open:
+            return
+        for is_ack, tag, multiple in self.confirms.take():
+            if is_ack:
+                frames.encode_ack(out, self.id, tag, multiple)
+            else:
+                frames.encode_nack(out, self.id, tag, multiple, False)
+
+    # ------------------------------------------------------------------ acknowledgements
+
+    def _settle(self, tag: int, multiple: bool) -> list[tuple]:
+        try:
+            if multiple:
+                return self.tags.pop_upto(tag)
+            return [self.tags.pop(tag)]
+        except UnknownDeliveryTag:
+            raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}") from None
+
+    def on_ack(self, ev: tuple) -> None:
+        if self.tx is not None:
+            self._check_tag(ev[2], ev[3])
+            self.tx.append(("ack", ev[2], ev[3]))
+            return
+        self.ack(ev[2], ev[3])
+
+    def ack(self, tag: int, multiple: bool) -> None:
+        items = self._settle(tag, multiple)
+        self.unacked -= len(items)
+        touched = None
+        for queue, entry, consumer in items:
+            queue.acked(entry, consumer)
+            if queue is not touched:
+                if touched is not None:
+                    touched.dispatch()
+                touched = queue
+        if touched is not None and touched.ready:
+            touched.dispatch()
+        if self.prefetch_channel and len(self.consumers) > 1:
+            self._kick()
+
+    def on_nack(self, ev: tuple) -> None:
+        if self.tx is not None:
+            self._check_tag(ev[2], ev[3])
+            self.tx.append(("nack", ev[2], ev[3], ev[4]))
+            return
+        self.reject(ev[2], ev[3], ev[4])
+
+    def on_reject(self, ev: tuple) -> None:
+        if self.tx is not None:
+            self._check_tag(ev[2], False)
+            self.tx.append(("nack", ev[2], False, ev[3]))
+            return
+        self.reject(ev[2], False, ev[3])
+
+    def _check_tag(self, tag: int, multiple: bool) -> None:
+        if (tag or not multiple) and tag not in self.tags:
+            raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
+
+    def reject(self, tag: int, multiple: bool, requeue: bool) -> None:
+        items = self._settle(tag, multiple)
+        self.unacked -= len(items)
+        self._return_items(items, requeue, "rejected")
+        if self.prefetch_channel or not requeue:
+            self._kick()
+
+    def _return_items(self, items: list[tuple], requeue: bool, reason: str) -> None:
+        """Requeue (at original positions) or dead-letter delivered items, grouped by queue."""
+        by_queue: dict[int, tuple[Queue, list[QueueEntry], list[Consumer | None]]] = {}
+        for queue, entry, consumer in items:
+            group = by_queue.get(id(queue))
+            if group is None:
+                group = by_queue[id(queue)] = (queue, [], [])
+            group[1].append(entry)
+            group[2].append(consumer)
+        for queue, entries, consumers in by_queue.values():
+            if requeue:
+                queue.requeue(entries, consumers)
+            else:
+                for entry, consumer in zip(entries, consumers):
+                    queue.discard(entry, consumer, reason)
+
+    def _kick(self) -> None:
+        seen: set[int] = set()
+        for c in list(self.consumers.values()):
+            q = c.queue
+            if id(q) not in seen and q.ready:
+                seen.add(id(q))
+                q.dispatch()
+
+    def writable_again(self) -> None:
+        self._kick()
+
+    # ------------------------------------------------------------------ closing
+
+    def release(self) -> None:
+        """The channel is gone (closed by either side, or its connection died)."""
+        if not self.open:
+            return
+        self.open = False
+        for consumer in list(self.consumers.values()):
+            consumer.queue.remove_consumer(consumer)
+        self.consumers.clear()
+        items = self.tags.pop_all()
+        self.unacked = 0
+        if items:
+            self._return_items(items, True, "")
+        self.tx = None
+
+    # ------------------------------------------------------------------ rare methods
+
+    def handle_method(self, method: Any) -> None:
+        handler = _HANDLERS.get(type(method))
+        if handler is None:
+            raise ConnectionError_(
+                UNEXPECTED_FRAME if isinstance(method, _CONTENT_REPLIES) else 503,
+                f"unexpected method {method.name} on a channel",
+            )
+        handler(self, method)
+
+    def _queue(self, name: str) -> Queue:
+        if not name:
+            name = self.last_queue
+            if not name:
+                raise ChannelError(NOT_FOUND, "no previously declared queue")
+        return self.vhost.get_queue(name, self.conn)
+
+    def _channel_flow(self, m: spec.Channel.Flow) -> None:
+        if not m.active:
+            raise ConnectionError_(NOT_IMPLEMENTED, "active=false")
+        self.send(spec.Channel.FlowOk(active=True))
+
+    def _exchange_declare(self, m: spec.Exchange.Declare) -> None:
+        self.vhost.declare_exchange(m.exchange, m.exchange_type, m.passive, m.durable,
+                                    m.auto_delete, m.internal, m.arguments or {})
+        if not m.nowait:
+            self.send(spec.Exchange.DeclareOk())
+
+    def _exchange_delete(self, m: spec.Exchange.Delete) -> None:
+        self.vhost.delete_exchange(m.exchange, m.if_unused)
+        if not m.nowait:
+            self.send(spec.Exchange.DeleteOk())
+
+    def _exchange_bind(self, m: spec.Exchange.Bind) -> None:
+        dest = self.vhost.get_exchange(m.destination)
+        src = self.vhost.get_exchange(m.source)
+        self.vhost.bind(src, dest, m.routing_key, m.arguments)
+        if not m.nowait:
+            self.send(spec.Exchange.BindOk())
+
+    def _exchange_unbind(self, m: spec.Exchange.Unbind) -> None:
+        dest = self.vhost.get_exchange(m.destination)
+        src = self.vhost.get_exchange(m.source)
+        self.vhost.unbind(src, dest, m.routing_key, m.arguments)
+        if not m.nowait:
+            self.send(spec.Exchange.UnbindOk())
+
+    def _queue_declare(self, m: spec.Queue.Declare) -> None:
+        q, _ = self.vhost.declare_queue(m.queue, self.conn, m.passive, m.durable, m.exclusive,
+                                        m.auto_delete, m.arguments or {})
+        self.last_queue = q.name
+        if q.exclusive_owner is self.conn and q.name not in self.conn.exclusive_queues:
+            self.conn.exclusive_queues.add(q.name)
+        if not m.nowait:
+            self.send(spec.Queue.DeclareOk(queue=q.name, message_count=q.message_count,
+                                           consumer_count=q.consumer_count))
+
+    def _queue_bind(self, m: spec.Queue.Bind) -> None:
+        q = self._queue(m.queue)
+        routing_key = m.routing_key if (m.queue or m.routing_key) else q.name
+        ex = self.vhost.get_exchange(m.exchange)
+        self.vhost.bind(ex, q, routing_key, m.arguments)
+        if not m.nowait:
+            self.send(spec.Queue.BindOk())
+
+    def _queue_unbind(self, m: spec.Queue.Unbind) -> None:
+        q = self._queue(m.queue)
+        ex = self.vhost.get_exchange(m.exchange)
+        self.vhost.unbind(ex, q, m.routing_key, m.arguments)
+        self.send(spec.Queue.UnbindOk())
+
+    def _queue_purge(self, m: spec.Queue.Purge) -> None:
+        q = self._queue(m.queue)
+        count = q.purge()
+        if not m.nowait:
+            self.send(spec.Queue.PurgeOk(message_count=count))
+
+    def _queue_delete(self, m: spec.Queue.Delete) -> None:
+        name = m.queue or self.last_queue
+        count = 0
+        if name in self.vhost.queues:
+            q = self._queue(name)
+            count = self.vhost.delete_queue(q, m.if_unused, m.if_empty)
+        if not m.nowait:
+            self.send(spec.Queue.DeleteOk(message_count=count))
+
+    def _basic_qos(self, m: spec.Basic.Qos) -> None:
+        if m.prefetch_size:
+            raise ConnectionError_(NOT_IMPLEMENTED, f"prefetch_size!=0 ({m.prefetch_size})")
+        if m.global_:
+            self.prefetch_channel = m.prefetch_count
+        else:
+            self.prefetch_consumer = m.prefetch_count
+        self.send(spec.Basic.QosOk())
+        self._kick()
+
+    def _basic_consume(self, m: spec.Basic.Consume) -> None:
+        q = self._queue(m.queue)
+        tag = m.consumer_tag or new_consumer_tag()
+        if tag in self.consumers:
+            raise ConnectionError_(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
+        if m.exclusive and q.consumers or any(c.exclusive for c in q.consumers):
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"queue '{q.name}' in vhost '{self.vhost.name}' in exclusive use",
+            )
+        consumer = Consumer(self, q, tag, m.no_ack, m.exclusive, self.prefetch_consumer,
+                            m.arguments or {})
+        self.consumers[tag] = consumer
+        if not m.nowait:
+            self.send(spec.Basic.ConsumeOk(consumer_tag=tag))
+        q.add_consumer(consumer)
+
+    def _basic_cancel(self, m: spec.Basic.Cancel) -> None:
+        consumer = self.consumers.pop(m.consumer_tag, None)
+        if not m.nowait:
+            self.send(spec.Basic.CancelOk(consumer_tag=m.consumer_tag))
+        if consumer is not None:
+            consumer.queue.remove_consumer(consumer)
+
+    def _basic_get(self, m: spec.Basic.Get) -> None:
+        q = self._queue(m.queue)
+        entry = q.get()
+        if entry is None:
+            self.send(spec.Basic.GetEmpty())
+            return
+        if m.no_ack:
+            tag = self.tags.next_tag()
+        else:
+            tag = self.tags.push((q, entry, None))
+            self.unacked += 1
+            q.unacked += 1
+        msg = entry.message
+        conn = self.conn
+        frames.encode_get_ok(conn.out, self.id, tag, entry.redelivered, msg.exchange,
+                             msg.routing_key, q.message_count, msg.raw_props, msg.body,
+                             conn.frame_max)
+        conn.want_flush()
+        if m.no_ack:
+            q.settled(entry)
+
+    def _basic_recover(self, m: Any) -> None:
+        if not m.requeue:
+            raise ConnectionError_(NOT_IMPLEMENTED, "requeue=false")
+        items = self.tags.pop_all()
+        self.unacked = 0
+        self._return_items(items, True, "")
+        if isinstance(m, spec.Basic.Recover):
+            self.send(spec.Basic.RecoverOk())
+
+    def _confirm_select(self, m: spec.Confirm.Select) -> None:
+        if self.tx is not None:
+            raise ChannelError(PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
+        if self.confirms is None:
+            self.confirms = Confirms()
+        if not m.nowait:
+            self.send(spec.Confirm.SelectOk())
+
+    def _tx_select(self, m: spec.Tx.Select) -> None:
+        if self.confirms is not None:
+            raise ChannelError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode")
+        if self.tx is None:
+            self.tx = []
+        self.send(spec.Tx.SelectOk())
+
+    def _tx_commit(self, m: spec.Tx.Commit) -> None:
+        if self.tx is None:
+            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
+        pending, self.tx = self.tx, []
+        for op in pending:
+            if op[0] == "publish":
+                if op[1].deleted:
+                    raise ChannelError(NOT_FOUND, f"no exchange '{op[1].name}' in vhost "
+                                                  f"'{self.vhost.name}'")
+                self.publish(op[1], op[2], op[3])
+            elif op[0] == "ack":
+                self.ack(op[1], op[2])
+            else:
+                self.reject(op[1], op[2], op[3])
+        self.send(spec.Tx.CommitOk())
+
+    def _tx_rollback(self, m: spec.Tx.Rollback) -> None:
+        if self.tx is None:
+            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
+        self.tx = []
+        self.send(spec.Tx.RollbackOk())
+
+
+_CONTENT_REPLIES = (spec.Basic.Deliver, spec.Basic.GetOk, spec.Basic.Return)
+
+_HANDLERS: dict[type, Any] = {
+    spec.Channel.Flow: Channel._channel_flow,
+    spec.Exchange.Declare: Channel._exchange_declare,
+    spec.Exchange.Delete: Channel._exchange_delete,
+    spec.Exchange.Bind: Channel._exchange_bind,
+    spec.Exchange.Unbind: Channel._exchange_unbind,
+    spec.Queue.Declare: Channel._queue_declare,
+    spec.Queue.Bind: Channel._queue_bind,
+    spec.Queue.Unbind: Channel._queue_unbind,
+    spec.Queue.Purge: Channel._queue_purge,
+    spec.Queue.Delete: Channel._queue_delete,
+    spec.Basic.Qos: Channel._basic_qos,
+    spec.Basic.Consume: Channel._basic_consume,
+    spec.Basic.Cancel: Channel._basic_cancel,
+    spec.Basic.Get: Channel._basic_get,
+    spec.Basic.Recover: Channel._basic_recover,
+    spec.Basic.RecoverAsync: Channel._basic_recover,
+    spec.Confirm.Select: Channel._confirm_select,
+    spec.Tx.Select: Channel._tx_select,
+    spec.Tx.Commit: Channel._tx_commit,
+    spec.Tx.Rollback: Channel._tx_rollback,
+}

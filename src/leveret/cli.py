@@ -1,0 +1,97 @@
+"""``leveret`` / ``python -m leveret``: a thin shell over ``leveret.Broker``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import os
+import signal
+import sys
+
+from . import __version__
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(
+        prog="leveret", description="Leveret: an AMQP 0-9-1 broker, a drop-in RabbitMQ for development."
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=5672, help="port to listen on (default 5672)")
+    p.add_argument("--user", default=env.get("RABBITMQ_DEFAULT_USER", "guest"),
+                   help="default user (env RABBITMQ_DEFAULT_USER, default guest)")
+    p.add_argument("--password", default=env.get("RABBITMQ_DEFAULT_PASS", "guest"),
+                   help="default user's password (env RABBITMQ_DEFAULT_PASS, default guest)")
+    p.add_argument("--vhost", default=env.get("RABBITMQ_DEFAULT_VHOST", "/"),
+                   help="default virtual host (env RABBITMQ_DEFAULT_VHOST, default /)")
+    p.add_argument("--heartbeat", type=int, default=60, help="heartbeat proposed to clients (s)")
+    p.add_argument("--frame-max", type=int, default=131072, help="largest frame (bytes)")
+    p.add_argument("--channel-max", type=int, default=2047, help="most channels per connection")
+    p.add_argument("--memory-high-watermark", type=int, default=0,
+                   help="block publishers above this many bytes of queued messages (0 = off)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error", "critical"])
+    p.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"],
+                   help="event loop (asyncio for debugging)")
+    p.add_argument("--version", action="version", version=f"leveret {__version__}")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log = logging.getLogger("leveret")
+    from .broker import Broker, _new_loop
+
+    broker = Broker(
+        args.host,
+        args.port,
+        user=args.user,
+        password=args.password,
+        vhost=args.vhost,
+        heartbeat=args.heartbeat,
+        frame_max=args.frame_max,
+        channel_max=args.channel_max,
+        memory_high_watermark=args.memory_high_watermark,
+    )
+    broker.settings.loop = args.loop
+    loop = _new_loop(args.loop)
+    asyncio.set_event_loop(loop)
+
+    async def run() -> int:
+        try:
+            await broker.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                print(f"leveret: cannot listen on {args.host}:{args.port}: address already in use",
+                      file=sys.stderr)
+            else:
+                print(f"leveret: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                      file=sys.stderr)
+            return 1
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        log.info("Leveret %s listening on %s:%d (vhost %r, user %r)", __version__, args.host,
+                 broker.port, args.vhost, args.user)
+        await stop.wait()
+        log.info("shutting down")
+        await broker.stop()
+        return 0
+
+    try:
+        return loop.run_until_complete(run())
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

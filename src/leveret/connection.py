@@ -1,0 +1,543 @@
+"""One client connection: the socket protocol, handshake, tuning, heartbeats, channel mux.
+
+Reads land in a preallocated buffer (``asyncio.BufferedProtocol``); every complete frame of a
+read is split out in one codec call. Output of every channel goes into one ``bytearray`` that is
+written once per event-loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import time
+from typing import TYPE_CHECKING, Any
+
+from pamqp import commands as spec
+
+from . import __version__, frames
+from .channel import Channel
+from .errors import (
+    ACCESS_REFUSED,
+    CHANNEL_ERROR,
+    COMMAND_INVALID,
+    CONNECTION_FORCED,
+    HARD_ERRORS,
+    INTERNAL_ERROR,
+    NOT_ALLOWED,
+    PRECONDITION_FAILED,
+    UNEXPECTED_FRAME,
+    AMQPError,
+    ChannelError,
+    ConnectionError_,
+    reply_text,
+)
+from .frames import (
+    EV_ACK,
+    EV_BODY,
+    EV_ERROR,
+    EV_HEADER,
+    EV_HEARTBEAT,
+    EV_METHOD,
+    EV_NACK,
+    EV_PUBLISH,
+    EV_REJECT,
+    FrameError,
+)
+
+if TYPE_CHECKING:
+    from .message import Message
+    from .server import Server
+    from .vhost import VirtualHost
+
+log = logging.getLogger("leveret.connection")
+
+PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+_READ_CHUNK = 65536
+
+# connection states
+_AWAIT_HEADER, _AWAIT_START_OK, _AWAIT_TUNE_OK, _AWAIT_OPEN, _OPEN, _CLOSING, _CLOSED = range(7)
+
+SERVER_CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "consumer_priorities": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": True,
+}
+
+
+class Connection(asyncio.BufferedProtocol):
+    """The AMQP 0-9-1 server side of one TCP connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.state = _AWAIT_HEADER
+        self.buf = bytearray(max(4 * _READ_CHUNK, 2 * self.settings.frame_max + 16))
+        self.view = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
+        self.out = bytearray()
+        self.writable = True
+        self._flush_scheduled = False
+        self._confirm_channels: set[Channel] = set()
+        self.frame_max = self.settings.frame_max
+        self.channel_max = self.settings.channel_max
+        self.heartbeat = 0
+        self.channels: dict[int, Channel] = {}
+        self.closing_channels: set[int] = set()
+        self.vhost: VirtualHost | None = None
+        self.user = ""
+        self.client_properties: dict[str, Any] = {}
+        self.exclusive_queues: set[str] = set()
+        self.peer = ""
+        self.last_read = time.monotonic()
+        self._wrote_since_tick = False
+        self._heartbeat_handle: asyncio.TimerHandle | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self.blocked = False
+        self.closed = asyncio.Event()
+
+    # ------------------------------------------------------------------ transport events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.server.connections.add(self)
+        # a client that never finishes the handshake is dropped (RabbitMQ: handshake_timeout 10s)
+        self._handshake_timer = self.loop.call_later(
+            self.settings.handshake_timeout, self._handshake_timeout
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = _CLOSED
+        self.server.connections.discard(self)
+        if self._heartbeat_handle is not None:
+            self._heartbeat_handle.cancel()
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        for ch in list(self.channels.values()):
+            ch.release()
+        self.channels.clear()
+        if self.vhost is not None:
+            self.vhost.connection_closed(self)
+        self.server.connection_gone(self)
+        self.closed.set()
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        for ch in list(self.channels.values()):
+            ch.writable_again()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if len(self.buf) - self.end < _READ_CHUNK // 4:
+            self._make_room()
+        return self.view[self.end :]
+
+    def _make_room(self) -> None:
+        pending = self.end - self.start
+        if self.start and pending <= self.start:
+            # same-length slice assignment: allowed while the memoryview is exported
+            self.buf[0:pending] = self.buf[self.start : self.end]
+        elif self.start:
+            data = bytes(self.view[self.start : self.end])
+            self.buf[0:pending] = data
+        self.start, self.end = 0, pending
+        if len(self.buf) - self.end < _READ_CHUNK // 4:
+            bigger = bytearray(len(self.buf) * 2)
+            bigger[0:pending] = self.buf[0:pending]
+            self.view.release()
+            self.buf, self.view = bigger, memoryview(bigger)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.end += nbytes
+        self.last_read = time.monotonic()
+        try:
+            if self.state == _AWAIT_HEADER:
+                if not self._read_protocol_header():
+                    return
+            events, self.start = frames.split_frames(self.buf, self.start, self.end, self.frame_max)
+            if events:
+                self._handle_events(events)
+            if self.start == self.end:
+                self.start = self.end = 0
+        except ConnectionError_ as exc:
+            self.close_with_error(exc.code, exc.text)
+        except FrameError as exc:
+            self.close_with_error(exc.reply_code, exc.text)
+        except Exception:  # never let one client's bad input take the server down
+            log.exception("internal error on connection %s", self.peer)
+            self.close_with_error(INTERNAL_ERROR, "internal error")
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    # ------------------------------------------------------------------ output
+
+    def want_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def want_confirm_flush(self, channel: Channel) -> None:
+        self._confirm_channels.add(channel)
+        self.want_flush()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._confirm_channels:
+            chans, self._confirm_channels = self._confirm_channels, set()
+            for ch in chans:
+                ch.flush_confirms(self.out)
+        if self.out and self.transport is not None and not self.transport.is_closing():
+            data, self.out = self.out, bytearray()
+            self.transport.write(data)
+            self._wrote_since_tick = True
+        elif self.out and (self.transport is None or self.transport.is_closing()):
+            self.out.clear()
+
+    def send_method(self, channel_id: int, method: object) -> None:
+        frames.encode_method(self.out, channel_id, method)
+        self.want_flush()
+
+    # ------------------------------------------------------------------ handshake
+
+    def _read_protocol_header(self) -> bool:
+        if self.end - self.start < 8:
+            if bytes(self.view[self.start : self.end]) != PROTOCOL_HEADER[: self.end - self.start]:
+                self._bad_header()
+            return False
+        header = bytes(self.view[self.start : self.start + 8])
+        if header != PROTOCOL_HEADER:
+            self._bad_header()
+            return False
+        self.start += 8
+        self.state = _AWAIT_START_OK
+        self.send_method(
+            0,
+            spec.Connection.Start(
+                version_major=0,
+                version_minor=9,
+                server_properties={
+                    "product": "Leveret",
+                    "version": __version__,
+                    "platform": f"Python {platform.python_version()}",
+                    "copyright": "Leveret developers",
+                    "information": "An AMQP 0-9-1 broker in Python",
+                    "cluster_name": self.settings.cluster_name,
+                    "capabilities": SERVER_CAPABILITIES,
+                },
+                mechanisms="PLAIN AMQPLAIN",
+                locales="en_US",
+            ),
+        )
+        return True
+
+    def _bad_header(self) -> None:
+        # AMQP 0-9-1 section 4.2.2: answer with the protocol header we support, then close
+        assert self.transport is not None
+        self.transport.write(PROTOCOL_HEADER)
+        self.state = _CLOSED
+        self.transport.close()
+
+    def _handshake_timeout(self) -> None:
+        if self.state < _OPEN and self.transport is not None:
+            log.warning("closing %s: handshake not finished in time", self.peer)
+            self.transport.abort()
+
+    def _on_start_ok(self, m: spec.Connection.StartOk) -> None:
+        self.client_properties = m.client_properties or {}
+        user, password = self._credentials(m.mechanism, m.response)
+        if user is None or not self.settings.check_user(user, password or ""):
+            text = (f"Login was refused using authentication mechanism {m.mechanism}. "
+                    "For details see the broker logfile.")
+            log.warning("%s: authentication failed for user %r", self.peer, user)
+            if self.client_capability("authentication_failure_close"):
+                self.close_with_error(ACCESS_REFUSED, text)
+            else:
+                self._abort_later()
+            return
+        self.user = user
+        self.state = _AWAIT_TUNE_OK
+        self.send_method(0, spec.Connection.Tune(
+            channel_max=self.settings.channel_max,
+            frame_max=self.settings.frame_max,
+            heartbeat=self.settings.heartbeat,
+        ))
+
+    def _credentials(self, mechanism: str, response: Any) -> tuple[str | None, str | None]:
+        raw = response.encode("utf-8") if isinstance(response, str) else bytes(response or b"")
+        if mechanism == "PLAIN":
+            parts = raw.split(b"\x00")
+            if len(parts) != 3:
+                return None, None
+            return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
+        if mechanism == "AMQPLAIN":
+            # the response is a field table without its length prefix
+            table_bytes = len(raw).to_bytes(4, "big") + raw
+            try:
+                from pamqp import decode
+
+                _, table = decode.field_table(table_bytes)
+            except Exception:
+                return None, None
+            login, password = table.get("LOGIN"), table.get("PASSWORD")
+            if isinstance(login, bytes):
+                login = login.decode("utf-8", "replace")
+            if isinstance(password, bytes):
+                password = password.decode("utf-8", "replace")
+            return (login if isinstance(login, str) else None,
+                    password if isinstance(password, str) else None)
+        return None, None
+
+    def _on_tune_ok(self, m: spec.Connection.TuneOk) -> None:
+        s = self.settings
+        frame_max = m.frame_max or s.frame_max
+        if frame_max > s.frame_max:
+            raise ConnectionError_(NOT_ALLOWED, f"frame_max={frame_max} > {s.frame_max} max size")
+        if frame_max < frames.FRAME_MIN_SIZE:
+            raise ConnectionError_(NOT_ALLOWED, f"frame_max={frame_max} < "
+                                                f"{frames.FRAME_MIN_SIZE} min size")
+        channel_max = m.channel_max or s.channel_max
+        if channel_max > s.channel_max:
+            raise ConnectionError_(NOT_ALLOWED, f"channel_max={channel_max} > "
+                                                f"{s.channel_max} max channels")
+        self.frame_max = frame_max
+        self.channel_max = channel_max
+        self.heartbeat = m.heartbeat
+        self.state = _AWAIT_OPEN
+        if self.heartbeat:
+            self._heartbeat_handle = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
+
+    def _on_open(self, m: spec.Connection.Open) -> None:
+        vhost = self.server.vhosts.get(m.virtual_host)
+        if vhost is None:
+            raise ConnectionError_(NOT_ALLOWED, f"vhost {m.virtual_host} not found")
+        if not self.settings.can_access(self.user, m.virtual_host):
+            raise ConnectionError_(NOT_ALLOWED, f"access to vhost '{m.virtual_host}' refused "
+                                                f"for user '{self.user}'")
+        self.vhost = vhost
+        self.state = _OPEN
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        self.send_method(0, spec.Connection.OpenOk())
+        self.server.connection_opened(self)
+
+    def client_capability(self, name: str) -> bool:
+        caps = self.client_properties.get("capabilities")
+        return bool(isinstance(caps, dict) and caps.get(name))
+
+    def check_user_id(self, msg: Message) -> None:
+        # rabbitmq.com/docs/validated-user-id: user_id must match the connection's user
+        raw = msg.raw_props
+        if len(raw) < 2 or not raw[1] & 0x10:  # user_id is property bit 4
+            return
+        uid = msg.properties.get("user_id")
+        if uid is not None and uid != self.user:
+            raise ChannelError(PRECONDITION_FAILED, f"user_id property set to '{uid}' but "
+                                                    f"authenticated user was '{self.user}'")
+
+    # ------------------------------------------------------------------ heartbeats
+
+    def _heartbeat_tick(self) -> None:
+        if self.state >= _CLOSING or self.transport is None:
+            return
+        now = time.monotonic()
+        if now - self.last_read > 2 * self.heartbeat:
+            # two missed intervals: the peer is gone (rabbitmq.com/docs/heartbeats)
+            log.warning("closing %s: missed heartbeats from client, timeout: %ss",
+                        self.peer, self.heartbeat)
+            self.state = _CLOSED
+            self.transport.abort()
+            return
+        if not self._wrote_since_tick:
+            frames.encode_heartbeat(self.out)
+            self.want_flush()
+        self._wrote_since_tick = False
+        self._heartbeat_handle = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
+
+    # ------------------------------------------------------------------ frame dispatch
+
+    def _handle_events(self, events: list[tuple]) -> None:
+        channels = self.channels
+        for ev in events:
+            kind = ev[0]
+            if self.state >= _CLOSING:
+                if kind == EV_METHOD and ev[1] == 0:
+                    self._connection_method(ev)
+                continue
+            ch_id = ev[1]
+            if kind == EV_HEARTBEAT:
+                continue
+            if kind == EV_ERROR:
+                self.close_with_error(ev[2], ev[3])
+                return
+            ch = channels.get(ch_id)
+            if ch is None or ch.closing:
+                if ch_id == 0 and kind == EV_METHOD:
+                    self._connection_method(ev)
+                    continue
+                if ch is not None or ch_id in self.closing_channels:
+                    # after channel.close only close-ok (or close) counts on that channel
+                    if kind == EV_METHOD and ev[2] in (_CHANNEL_CLOSE_OK, _CHANNEL_CLOSE):
+                        self._channel_closed(ch_id, ev[2] == _CHANNEL_CLOSE)
+                    continue
+                if kind == EV_METHOD and ev[2] == _CHANNEL_OPEN and self.state == _OPEN:
+                    self._open_channel(ch_id)
+                    continue
+                if ch_id == 0:
+                    raise ConnectionError_(UNEXPECTED_FRAME if kind != EV_METHOD else
+                                           COMMAND_INVALID, "unexpected frame on channel 0")
+                if self.state != _OPEN:
+                    raise ConnectionError_(COMMAND_INVALID, "channel frame before connection.open")
+                raise ConnectionError_(CHANNEL_ERROR, f"expected 'channel.open' on channel {ch_id}")
+            try:
+                if kind == EV_PUBLISH:
+                    ch.on_publish(ev)
+                elif kind == EV_HEADER:
+                    ch.on_header(ev)
+                elif kind == EV_BODY:
+                    ch.on_body(ev)
+                elif kind == EV_ACK:
+                    ch.on_ack(ev)
+                elif kind == EV_NACK:
+                    ch.on_nack(ev)
+                elif kind == EV_REJECT:
+                    ch.on_reject(ev)
+                else:
+                    self._channel_method(ch, ev)
+            except ChannelError as exc:
+                if exc.code in HARD_ERRORS:
+                    raise ConnectionError_(exc.code, exc.text) from None
+                self._close_channel(ch, exc, ev)
+        return
+
+    def _channel_method(self, ch: Channel, ev: tuple) -> None:
+        index = ev[2]
+        if index == _CHANNEL_CLOSE:
+            self.send_method(ch.id, spec.Channel.CloseOk())
+            ch.release()
+            del self.channels[ch.id]
+            return
+        if index == _CHANNEL_CLOSE_OK:
+            return
+        if index == _CHANNEL_OPEN:
+            raise ConnectionError_(CHANNEL_ERROR, "second 'channel.open' seen")
+        if ch._pub is not None:
+            raise ConnectionError_(UNEXPECTED_FRAME, "expected content header")
+        method = frames.decode_method(index, ev[3])
+        if index >> 16 == 10:
+            raise ConnectionError_(COMMAND_INVALID, f"{method.name} on channel {ch.id}")
+        ch.handle_method(method)
+
+    def _close_channel(self, ch: Channel, exc: AMQPError, ev: tuple) -> None:
+        class_id, method_id = _method_ids(ev)
+        ch.closing = True
+        ch.release()
+        self.send_method(ch.id, spec.Channel.Close(
+            reply_code=exc.code, reply_text=exc.reply_text,
+            class_id=class_id, method_id=method_id,
+        ))
+
+    def _channel_closed(self, ch_id: int, client_sent_close: bool) -> None:
+        if client_sent_close:
+            self.send_method(ch_id, spec.Channel.CloseOk())
+        self.channels.pop(ch_id, None)
+        self.closing_channels.discard(ch_id)
+
+    def _open_channel(self, ch_id: int) -> None:
+        if ch_id > self.channel_max:
+            raise ConnectionError_(NOT_ALLOWED, f"channel number {ch_id} exceeds channel_max "
+                                                f"{self.channel_max}")
+        self.channels[ch_id] = Channel(self, ch_id)
+        self.send_method(ch_id, spec.Channel.OpenOk())
+
+    def _connection_method(self, ev: tuple) -> None:
+        try:
+            method = frames.decode_method(ev[2], ev[3])
+        except FrameError as exc:
+            raise ConnectionError_(exc.reply_code, exc.text) from None
+        if isinstance(method, spec.Connection.CloseOk):
+            if self.transport is not None:
+                self.transport.close()
+            self.state = _CLOSED
+            return
+        if isinstance(method, spec.Connection.Close):
+            self.send_method(0, spec.Connection.CloseOk())
+            self._flush()
+            self.state = _CLOSED
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self.state >= _CLOSING:
+            return
+        if self.state == _AWAIT_START_OK and isinstance(method, spec.Connection.StartOk):
+            self._on_start_ok(method)
+        elif self.state == _AWAIT_TUNE_OK and isinstance(method, spec.Connection.TuneOk):
+            self._on_tune_ok(method)
+        elif self.state == _AWAIT_OPEN and isinstance(method, spec.Connection.Open):
+            self._on_open(method)
+        elif self.state == _OPEN and isinstance(method, (spec.Connection.Blocked,
+                                                         spec.Connection.Unblocked)):
+            return
+        elif self.state == _OPEN and isinstance(method, spec.Connection.UpdateSecret):
+            self.send_method(0, spec.Connection.UpdateSecretOk())
+        else:
+            raise ConnectionError_(COMMAND_INVALID, f"unexpected {method.name} on channel 0")
+
+    # ------------------------------------------------------------------ closing
+
+    def close_with_error(self, code: int, text: str) -> None:
+        """Send connection.close with ``code`` and stop handling anything but close-ok."""
+        if self.state >= _CLOSING or self.transport is None:
+            return
+        log.info("closing %s: %s", self.peer, reply_text(code, text))
+        if self.state == _AWAIT_HEADER:
+            self.transport.close()
+            return
+        self.state = _CLOSING
+        for ch in list(self.channels.values()):
+            ch.release()
+        self.send_method(0, spec.Connection.Close(
+            reply_code=code, reply_text=reply_text(code, text), class_id=0, method_id=0,
+        ))
+        self._flush()
+        # wait briefly for close-ok, then drop the socket (AMQP 0-9-1 section 2.2.4)
+        self.loop.call_later(self.settings.close_timeout, self._abort_if_open)
+
+    def _abort_later(self) -> None:
+        self.state = _CLOSING
+        self.loop.call_later(0.05, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    def force_close(self, text: str = "broker forced connection closure with reason 'shutdown'"):
+        self.close_with_error(CONNECTION_FORCED, text)
+
+
+def _method_ids(ev: tuple) -> tuple[int, int]:
+    kind = ev[0]
+    if kind == EV_METHOD:
+        return ev[2] >> 16, ev[2] & 0xFFFF
+    if kind in (EV_PUBLISH, EV_HEADER, EV_BODY):
+        return 60, 40
+    return {EV_ACK: (60, 80), EV_NACK: (60, 120), EV_REJECT: (60, 90)}.get(kind, (0, 0))
+
+
+_CHANNEL_OPEN = (20 << 16) | 10
+_CHANNEL_CLOSE = (20 << 16) | 40
+_CHANNEL_CLOSE_OK = (20 << 16) | 41

@@ -1,0 +1,95 @@
+"""A published message and its place in a queue.
+
+A message is shared by every queue it is routed to; a ``QueueEntry`` is its place in one
+queue. Properties stay in their wire form (``raw_props``) and are forwarded verbatim; they are
+decoded only when something needs more than the fields the frame parser already extracted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import frames
+
+
+class Message:
+    """An immutable published message (body copied once, from the socket buffer)."""
+
+    __slots__ = (
+        "exchange",
+        "routing_key",
+        "raw_props",
+        "body",
+        "delivery_mode",
+        "priority",
+        "expiration",
+        "_props",
+        "persisted",
+    )
+
+    def __init__(
+        self,
+        exchange: str,
+        routing_key: str,
+        raw_props: bytes,
+        body: bytes,
+        delivery_mode: int = 0,
+        priority: int = 0,
+        expiration: str | None = None,
+    ) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.raw_props = raw_props
+        self.body = body
+        self.delivery_mode = delivery_mode
+        self.priority = priority
+        self.expiration = expiration
+        self._props: dict[str, Any] | None = None
+        self.persisted = False
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """The basic properties as a dict (decoded on first use)."""
+        if self._props is None:
+            self._props = frames.decode_properties(self.raw_props)
+        return self._props
+
+    @property
+    def headers(self) -> dict[str, Any] | None:
+        return self.properties.get("headers")
+
+    @property
+    def persistent(self) -> bool:
+        return self.delivery_mode == 2
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+    def with_properties(self, exchange: str, routing_key: str, props: dict[str, Any]) -> Message:
+        """A copy with new routing and properties (dead-lettering rewrites both)."""
+        raw = frames.encode_properties(props)
+        msg = Message(
+            exchange,
+            routing_key,
+            raw,
+            self.body,
+            props.get("delivery_mode") or 0,
+            props.get("priority") or 0,
+            props.get("expiration"),
+        )
+        msg._props = props
+        return msg
+
+
+class QueueEntry:
+    """One message's place in one queue: ``seq`` orders it, so a requeue finds its old spot."""
+
+    __slots__ = ("seq", "message", "redelivered", "deadline", "store_id")
+
+    def __init__(self, seq: int, message: Message, deadline: float = 0.0) -> None:
+        self.seq = seq
+        self.message = message
+        self.redelivered = False
+        self.deadline = deadline  # monotonic time after which the entry expires, 0 = never
+        self.store_id = 0

@@ -1,0 +1,361 @@
+"""The exchanges, queues and bindings of one virtual host, with RabbitMQ's rules for each."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import (
+    ACCESS_REFUSED,
+    COMMAND_INVALID,
+    NOT_FOUND,
+    PRECONDITION_FAILED,
+    RESOURCE_LOCKED,
+    ChannelError,
+    ConnectionError_,
+)
+from .exchange import EXCHANGE_TYPES, KINDS, Binding, Exchange
+from .queue import Queue
+
+if TYPE_CHECKING:
+    from .message import Message
+    from .store import Store
+
+# rabbitmq.com/docs/exchanges: these exist in every virtual host
+PREDECLARED = (
+    ("", "direct"),
+    ("amq.direct", "direct"),
+    ("amq.fanout", "fanout"),
+    ("amq.topic", "topic"),
+    ("amq.headers", "headers"),
+    ("amq.match", "headers"),
+)
+
+# Queue arguments RabbitMQ compares on redeclare (rabbit_amqqueue:declare_args/0); any other
+# argument is kept but not compared, as RabbitMQ does.
+COMPARED_QUEUE_ARGS = (
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+)
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class VirtualHost:
+    """A namespace of exchanges and queues (rabbitmq.com/docs/vhosts)."""
+
+    def __init__(self, name: str, store: Store | None = None) -> None:
+        self.name = name
+        self.store = store
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        self.queue_factory: Callable[..., Queue] = Queue
+        for ename, kind in PREDECLARED:
+            self.exchanges[ename] = KINDS[kind](ename, durable=True)
+        self.default_exchange = self.exchanges[""]
+
+    def __repr__(self) -> str:
+        return f"<VirtualHost {self.name!r}>"
+
+    def _where(self, kind: str, name: str) -> str:
+        return f"{kind} '{name}' in vhost '{self.name}'"
+
+    # ------------------------------------------------------------------ exchanges
+
+    def get_exchange(self, name: str) -> Exchange:
+        ex = self.exchanges.get(name)
+        if ex is None:
+            raise ChannelError(NOT_FOUND, f"no {self._where('exchange', name)}")
+        return ex
+
+    def declare_exchange(
+        self,
+        name: str,
+        kind: str,
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> Exchange:
+        arguments = arguments or {}
+        if passive:
+            return self.get_exchange(name)
+        if name == "":
+            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        if name.startswith("amq."):
+            raise ChannelError(
+                ACCESS_REFUSED, f"exchange name '{name}' contains reserved prefix 'amq.*'"
+            )
+        if kind not in EXCHANGE_TYPES:
+            # RabbitMQ treats an unknown exchange type as a hard error (503)
+            raise ConnectionError_(COMMAND_INVALID, f"unknown exchange type '{kind}'")
+        existing = self.exchanges.get(name)
+        if existing is not None:
+            if existing.kind != kind:
+                raise ChannelError(
+                    PRECONDITION_FAILED,
+                    f"inequivalent arg 'type' for {self._where('exchange', name)}: "
+                    f"received '{kind}' but current is '{existing.kind}'",
+                )
+            for attr, value in (("durable", durable), ("auto_delete", auto_delete),
+                                ("internal", internal)):
+                if getattr(existing, attr) != value:
+                    raise ChannelError(
+                        PRECONDITION_FAILED,
+                        f"inequivalent arg '{attr}' for {self._where('exchange', name)}: "
+                        f"received '{_bool(value)}' but current is '{_bool(getattr(existing, attr))}'",
+                    )
+            ae_new, ae_old = arguments.get("alternate-exchange"), existing.arguments.get(
+                "alternate-exchange")
+            if ae_new != ae_old:
+                raise ChannelError(
+                    PRECONDITION_FAILED,
+                    f"inequivalent arg 'alternate-exchange' for {self._where('exchange', name)}: "
+                    f"received {ae_new!r} but current is {ae_old!r}",
+                )
+            return existing
+        ex = KINDS[kind](name, durable, auto_delete, internal, arguments)
+        self.exchanges[name] = ex
+        if durable and self.store is not None:
+            self.store.save_exchange(self, ex)
+        return ex
+
+    def delete_exchange(self, name: str, if_unused: bool = False) -> None:
+        if name == "" or name.startswith("amq."):
+            raise ChannelError(ACCESS_REFUSED, f"operation not permitted on the default exchange"
+                               if name == "" else
+                               f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        ex = self.exchanges.get(name)
+        if ex is None:
+            # RabbitMQ 3.x: deleting a missing exchange is not an error
+            return
+        if if_unused and (ex.bindings or self._bindings_into(ex)):
+            raise ChannelError(PRECONDITION_FAILED, f"{self._where('exchange', name)} in use")
+        self._remove_exchange(ex)
+
+    def _bindings_into(self, destination: object) -> list[tuple[Exchange, Binding]]:
+        return [(src, b) for src in self.exchanges.values() for b in src.bindings_to(destination)]
+
+    def _remove_exchange(self, ex: Exchange) -> None:
+        ex.deleted = True
+        self.exchanges.pop(ex.name, None)
+        for b in list(ex.bindings):
+            ex.remove_binding(b)
+            if self.store is not None and ex.durable:
+                self.store.delete_binding(self, ex, b)
+            dest = b.destination
+            if isinstance(dest, Exchange):
+                self._maybe_auto_delete(dest)
+        for src, b in self._bindings_into(ex):
+            src.remove_binding(b)
+            self._maybe_auto_delete(src)
+        if ex.durable and self.store is not None:
+            self.store.delete_exchange(self, ex)
+
+    def _maybe_auto_delete(self, ex: Exchange) -> None:
+        # auto-delete exchanges go when their last binding (as a source) goes
+        if ex.auto_delete and not ex.bindings and not ex.deleted:
+            self._remove_exchange(ex)
+
+    # ------------------------------------------------------------------ queues
+
+    def get_queue(self, name: str, owner: object | None = None) -> Queue:
+        q = self.queues.get(name)
+        if q is None:
+            raise ChannelError(NOT_FOUND, f"no {self._where('queue', name)}")
+        if q.exclusive_owner is not None and q.exclusive_owner is not owner:
+            raise ChannelError(
+                RESOURCE_LOCKED,
+                f"cannot obtain exclusive access to locked {self._where('queue', name)}. It could "
+                "be originally declared on another connection or the exclusive property value does "
+                "not match that of the original declaration.",
+            )
+        return q
+
+    def declare_queue(
+        self,
+        name: str,
+        owner: object,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> tuple[Queue, bool]:
+        """Returns (queue, created)."""
+        arguments = arguments or {}
+        if passive:
+            return self.get_queue(name, owner), False
+        if not name:
+            name = "amq.gen-" + secrets.token_urlsafe(16)
+        elif name.startswith("amq."):
+            raise ChannelError(
+                ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'"
+            )
+        existing = self.queues.get(name)
+        if existing is not None:
+            self.get_queue(name, owner)  # exclusivity check (405)
+            if existing.exclusive_owner is None and exclusive:
+                raise ChannelError(
+                    RESOURCE_LOCKED,
+                    f"cannot obtain exclusive access to locked {self._where('queue', name)}. It "
+                    "could be originally declared on another connection or the exclusive property "
+                    "value does not match that of the original declaration.",
+                )
+            for attr, value in (("durable", durable), ("auto_delete", auto_delete)):
+                if getattr(existing, attr) != value:
+                    raise ChannelError(
+                        PRECONDITION_FAILED,
+                        f"inequivalent arg '{attr}' for {self._where('queue', name)}: received "
+                        f"'{_bool(value)}' but current is '{_bool(getattr(existing, attr))}'",
+                    )
+            for key in COMPARED_QUEUE_ARGS:
+                new, old = arguments.get(key), existing.arguments.get(key)
+                if not _equivalent(new, old):
+                    raise ChannelError(
+                        PRECONDITION_FAILED,
+                        f"inequivalent arg '{key}' for {self._where('queue', name)}: received "
+                        f"{_describe(new)} but current is {_describe(old)}",
+                    )
+            return existing, False
+        q = self.queue_factory(
+            self, name, durable, owner if exclusive else None, auto_delete, arguments
+        )
+        self.queues[name] = q
+        # every queue is bound to the default exchange by its own name (not listed as a binding)
+        if durable and self.store is not None and not exclusive:
+            self.store.save_queue(self, q)
+        return q, True
+
+    def delete_queue(self, queue: Queue, if_unused: bool = False, if_empty: bool = False) -> int:
+        if if_unused and queue.consumers:
+            raise ChannelError(PRECONDITION_FAILED, f"{self._where('queue', queue.name)} in use")
+        if if_empty and queue.ready:
+            raise ChannelError(PRECONDITION_FAILED, f"{self._where('queue', queue.name)} not empty")
+        count = queue.message_count
+        if queue.deleted:
+            return 0
+        queue.deleted = True
+        self.queues.pop(queue.name, None)
+        for src, b in self._bindings_into(queue):
+            src.remove_binding(b)
+            if self.store is not None and src.durable and queue.durable:
+                self.store.delete_binding(self, src, b)
+            self._maybe_auto_delete(src)
+        for consumer in list(queue.consumers):
+            consumer.channel.consumer_cancelled_by_server(consumer)
+        queue.consumers.clear()
+        queue.purge()
+        if queue.durable and self.store is not None:
+            self.store.delete_queue(self, queue)
+        for hook in queue.on_delete:
+            hook(queue)
+        return count
+
+    # ------------------------------------------------------------------ bindings
+
+    def bind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
+             arguments: dict[str, Any] | None) -> None:
+        if source.name == "":
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"operation not permitted on the default exchange",
+            )
+        if isinstance(destination, Exchange) and destination.name == "":
+            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        binding = Binding(destination, routing_key, dict(arguments or {}))
+        if source.add_binding(binding) and self.store is not None:
+            if source.durable and getattr(destination, "durable", False):
+                self.store.save_binding(self, source, binding)
+
+    def unbind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
+               arguments: dict[str, Any] | None) -> None:
+        if source.name == "":
+            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        binding = Binding(destination, routing_key, dict(arguments or {}))
+        if source.remove_binding(binding):
+            if self.store is not None and source.durable:
+                self.store.delete_binding(self, source, binding)
+            self._maybe_auto_delete(source)
+
+    # ------------------------------------------------------------------ routing
+
+    def route(self, exchange: Exchange, message: Message) -> list[Queue]:
+        """The queues a message published to ``exchange`` reaches, each once.
+
+        Follows exchange-to-exchange bindings (each exchange visited once, so binding loops
+        terminate) and alternate exchanges when an exchange routes nowhere.
+        """
+        if exchange is self.default_exchange:
+            q = self.queues.get(message.routing_key)
+            return [q] if q is not None else []
+        dests = exchange.route(message)
+        if len(dests) == 1 and isinstance(dests[0], Queue):
+            return dests  # type: ignore[return-value]
+        if not dests and exchange.alternate_exchange is None:
+            return []
+        queues: dict[int, Queue] = {}
+        self._collect(exchange, message, queues, {id(exchange)}, dests)
+        return list(queues.values())
+
+    def _collect(self, exchange: Exchange, message: Message, queues: dict[int, Queue],
+                 visited: set[int], dests: list | None = None) -> None:
+        if dests is None:
+            dests = exchange.route(message)
+        before = len(queues)
+        routed = False
+        for d in dests:
+            if isinstance(d, Queue):
+                queues.setdefault(id(d), d)
+                routed = True
+            elif id(d) not in visited:
+                visited.add(id(d))
+                n = len(queues)
+                self._collect(d, message, queues, visited)
+                routed = routed or len(queues) > n
+        if not routed and len(queues) == before:
+            ae_name = exchange.alternate_exchange
+            if ae_name is not None:
+                ae = self.exchanges.get(ae_name)
+                if ae is not None and id(ae) not in visited:
+                    visited.add(id(ae))
+                    self._collect(ae, message, queues, visited)
+
+    # ------------------------------------------------------------------ connections
+
+    def connection_closed(self, owner: object) -> None:
+        """Exclusive queues are deleted when their owning connection closes."""
+        for q in [q for q in self.queues.values() if q.exclusive_owner is owner]:
+            self.delete_queue(q)
+
+
+def _equivalent(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (a is None and b is None)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, (bytes, bytearray)):
+        a = bytes(a).decode("utf-8", "replace")
+    if isinstance(b, (bytes, bytearray)):
+        b = bytes(b).decode("utf-8", "replace")
+    return bool(a == b)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return f"'{value}'"
