@@ -307,7 +307,8 @@ def test_client_channel_close_gets_close_ok(broker):
     client = raw(broker)
     client.handshake()
     client.open_channel(3)
-    client.send_method(3, spec.Channel.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0))
+    client.send_method(3, spec.Channel.Close(reply_code=200, reply_text="bye",
+                                                class_id=0, method_id=0))
     channel, _ = client.recv_until(spec.Channel.CloseOk)
     assert channel == 3
     client.close()
@@ -316,7 +317,8 @@ def test_client_channel_close_gets_close_ok(broker):
 def test_connection_close_handshake(broker):
     client = raw(broker)
     client.handshake()
-    client.send_method(0, spec.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0))
+    client.send_method(0, spec.Connection.Close(reply_code=200, reply_text="bye",
+                                                   class_id=0, method_id=0))
     client.recv_until(spec.Connection.CloseOk)
     assert client.read_to_eof() == b""
 

@@ -16,7 +16,8 @@ from . import __version__
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ
     p = argparse.ArgumentParser(
-        prog="leveret", description="Leveret: an AMQP 0-9-1 broker, a drop-in RabbitMQ for development."
+        prog="leveret",
+        description="Leveret: an AMQP 0-9-1 broker, a drop-in RabbitMQ for development.",
     )
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=int, default=5672, help="port to listen on (default 5672)")

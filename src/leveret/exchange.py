@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .message import Message
     from .queue import Queue
 
-    Destination = Union["Queue", "Exchange"]
+    Destination = Union["Queue", "Exchange"]  # noqa: UP007 (a runtime alias of forward refs)
 
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 _CACHE_LIMIT = 4096
@@ -26,7 +26,9 @@ class Binding:
 
     __slots__ = ("destination", "routing_key", "arguments", "_key")
 
-    def __init__(self, destination: Destination, routing_key: str, arguments: dict[str, Any]) -> None:
+    def __init__(
+        self, destination: Destination, routing_key: str, arguments: dict[str, Any]
+    ) -> None:
         self.destination = destination
         self.routing_key = routing_key
         self.arguments = arguments
@@ -130,7 +132,8 @@ class DirectExchange(Exchange):
         self._table: dict[str, dict[int, Destination]] = {}
 
     def _bind(self, binding: Binding) -> None:
-        self._table.setdefault(binding.routing_key, {})[id(binding.destination)] = binding.destination
+        dests = self._table.setdefault(binding.routing_key, {})
+        dests[id(binding.destination)] = binding.destination
 
     def _unbind(self, binding: Binding) -> None:
         if any(b.destination is binding.destination and b.routing_key == binding.routing_key

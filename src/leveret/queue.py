@@ -11,7 +11,8 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from .message import Message, QueueEntry
 
@@ -217,8 +218,7 @@ class Queue:
             if c is not None:
                 c.unacked -= 1
         if self.deleted:
-            for e in entries:
-                self.unacked -= 1
+            self.unacked -= len(list(entries))
             return
         ready = self.ready
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
@@ -249,7 +249,8 @@ class Queue:
             self.consumers.remove(consumer)
         except ValueError:
             return
-        self._mixed_priorities = any(c.priority != self.consumers[0].priority for c in self.consumers)
+        first = self.consumers[0].priority if self.consumers else 0
+        self._mixed_priorities = any(c.priority != first for c in self.consumers)
         if self.auto_delete and not self.consumers and self._had_consumer and not self.deleted:
             # auto-delete: deleted when its last consumer goes (after having had one)
             self.vhost.delete_queue(self)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ACCESS_REFUSED,
@@ -115,7 +116,8 @@ class VirtualHost:
                     raise ChannelError(
                         PRECONDITION_FAILED,
                         f"inequivalent arg '{attr}' for {self._where('exchange', name)}: "
-                        f"received '{_bool(value)}' but current is '{_bool(getattr(existing, attr))}'",
+                        f"received '{_bool(value)}' but current is "
+                        f"'{_bool(getattr(existing, attr))}'",
                     )
             ae_new, ae_old = arguments.get("alternate-exchange"), existing.arguments.get(
                 "alternate-exchange")
@@ -134,7 +136,7 @@ class VirtualHost:
 
     def delete_exchange(self, name: str, if_unused: bool = False) -> None:
         if name == "" or name.startswith("amq."):
-            raise ChannelError(ACCESS_REFUSED, f"operation not permitted on the default exchange"
+            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange"
                                if name == "" else
                                f"exchange name '{name}' contains reserved prefix 'amq.*'")
         ex = self.exchanges.get(name)
@@ -271,7 +273,7 @@ class VirtualHost:
         if source.name == "":
             raise ChannelError(
                 ACCESS_REFUSED,
-                f"operation not permitted on the default exchange",
+                "operation not permitted on the default exchange",
             )
         if isinstance(destination, Exchange) and destination.name == "":
             raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
