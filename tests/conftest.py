@@ -3,12 +3,19 @@
 ``broker`` runs a ``leveret.Broker`` in a background thread (for pika's blocking API);
 ``abroker`` runs one on the test's own event loop (for aio-pika). Both listen on 127.0.0.1
 on an ephemeral port, so tests talk to it over a real socket.
+
+``LEVERET_TEST_TARGET=rabbitmq python -m pytest tests/test_exchanges.py`` runs the same
+pika tests against a local RabbitMQ (a fresh vhost per test) to check our expectations against
+the reference broker; tests marked ``leveret_only`` are skipped there.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import urllib.parse
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pika
@@ -20,8 +27,45 @@ from leveret.broker import ThreadedBroker
 RABBITMQ_URL = os.environ.get("LEVERET_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
+TARGET = os.environ.get("LEVERET_TEST_TARGET", "leveret")
+
+
+class RabbitMQTarget:
+    """Stands in for the ``broker`` fixture when LEVERET_TEST_TARGET=rabbitmq: a fresh vhost on
+    the local RabbitMQ, so the same end-to-end tests show what RabbitMQ itself does."""
+
+    host = "127.0.0.1"
+    port = 5672
+
+    def __init__(self) -> None:
+        self.vhost = f"leveret-test-{uuid.uuid4().hex[:12]}"
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True)
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.vhost, "guest",
+                        ".*", ".*", ".*"], check=True)
+        self.url = f"amqp://guest:guest@127.0.0.1:5672/{urllib.parse.quote(self.vhost, safe='')}"
+
+    def close(self) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.vhost], check=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if TARGET != "rabbitmq":
+        return
+    skip = pytest.mark.skip(reason="uses Leveret's own API; not run against RabbitMQ")
+    for item in items:
+        if "leveret_only" in item.keywords or "abroker" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def broker() -> Iterator[ThreadedBroker]:
+    if TARGET == "rabbitmq":
+        if not rabbitmq_available():
+            pytest.skip("no RabbitMQ on localhost:5672")
+        target = RabbitMQTarget()
+        yield target  # type: ignore[misc]
+        target.close()
+        return
     with Broker.in_thread() as b:
         yield b
 

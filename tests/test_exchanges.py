@@ -121,7 +121,7 @@ def test_fanout_exchange(channel):
         ("a.#", "a.b.c", True),
         ("#", "", True),
         ("#", "x.y", True),
-        ("*", "", True),
+        ("*", "", False),  # RabbitMQ: the empty key has no words at all
         ("*.b", "a.b", True),
         ("a.#.c", "a.c", True),
         ("a.#.c", "a.x.y.c", True),
@@ -323,6 +323,7 @@ def test_queue_redeclare_differences_are_406(connection):
         ch.queue_declare("q406a", arguments={"x-max-length": 20})
 
 
+@pytest.mark.leveret_only
 def test_queue_arguments_kept(broker, channel):
     channel.queue_declare("withargs", arguments={"x-max-length": 5, "custom": "kept"})
     assert broker.queue("withargs").arguments == {"x-max-length": 5, "custom": "kept"}

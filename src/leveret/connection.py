@@ -398,8 +398,9 @@ class Connection(asyncio.BufferedProtocol):
                     self._open_channel(ch_id)
                     continue
                 if ch_id == 0:
-                    raise ConnectionError_(UNEXPECTED_FRAME if kind != EV_METHOD else
-                                           COMMAND_INVALID, "unexpected frame on channel 0")
+                    # RabbitMQ: "CHANNEL_ERROR - unexpected method in connection state running"
+                    raise ConnectionError_(CHANNEL_ERROR if kind == EV_METHOD else
+                                           UNEXPECTED_FRAME, "unexpected frame on channel 0")
                 if self.state != _OPEN:
                     raise ConnectionError_(COMMAND_INVALID, "channel frame before connection.open")
                 raise ConnectionError_(CHANNEL_ERROR, f"expected 'channel.open' on channel {ch_id}")
@@ -494,6 +495,9 @@ class Connection(asyncio.BufferedProtocol):
             return
         elif self.state == _OPEN and isinstance(method, spec.Connection.UpdateSecret):
             self.send_method(0, spec.Connection.UpdateSecretOk())
+        elif self.state == _OPEN:
+            raise ConnectionError_(CHANNEL_ERROR,
+                                   f"unexpected method {method.name} in connection state running")
         else:
             raise ConnectionError_(COMMAND_INVALID, f"unexpected {method.name} on channel 0")
 

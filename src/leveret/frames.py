@@ -14,7 +14,7 @@ from pamqp import frame as _pamqp_frame
 
 from . import _speedups
 from ._frames_common import *  # noqa: F403  (constants and event kinds)
-from ._frames_common import SYNTAX_ERROR, FrameError
+from ._frames_common import FRAME_ERROR, FrameError
 
 _impl = _speedups.load("leveret._frames_c", "leveret._frames_py")
 IMPLEMENTATION = _speedups.implementation(_impl)
@@ -31,7 +31,10 @@ encode_heartbeat = _impl.encode_heartbeat
 
 
 def decode_method(index: int, payload: bytes) -> object:
-    """Decode a rare method's arguments with pamqp; a malformed one is a 502 SYNTAX_ERROR."""
+    """Decode a rare method's arguments with pamqp.
+
+    Undecodable arguments are a 501 FRAME_ERROR, as RabbitMQ answers them ("cannot decode").
+    """
     cls = _commands.INDEX_MAPPING.get(index)
     if cls is None:
         raise FrameError(503, f"unknown method {index >> 16}.{index & 0xFFFF}")
@@ -39,7 +42,7 @@ def decode_method(index: int, payload: bytes) -> object:
     try:
         method.unmarshal(payload)
     except (struct.error, ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError) as exc:
-        raise FrameError(SYNTAX_ERROR, f"cannot decode {cls.name}: {exc}") from None
+        raise FrameError(FRAME_ERROR, f"cannot decode {cls.name}: {exc}") from None
     return method
 
 
