@@ -119,6 +119,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = _CLOSED
+        self.writable = False  # requeued messages must not be handed to our other channels
         self.server.connections.discard(self)
         if self._heartbeat_handle is not None:
             self._heartbeat_handle.cancel()
@@ -512,6 +513,7 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.close()
             return
         self.state = _CLOSING
+        self.writable = False  # nothing more is delivered to a closing connection
         for ch in list(self.channels.values()):
             ch.release()
         self.send_method(0, spec.Connection.Close(
