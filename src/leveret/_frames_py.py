@@ -34,7 +34,6 @@ from ._frames_common import (
     FRAME_HEARTBEAT,
     FRAME_METHOD,
     PROPERTY_NAMES,
-    SYNTAX_ERROR,
     FrameError,
 )
 
@@ -45,7 +44,7 @@ _U64 = struct.Struct(">Q")
 _FRAME_HEAD = struct.Struct(">BHI")
 _HEADER_HEAD = struct.Struct(">HHQ")
 _METHOD_HEAD = struct.Struct(">BHII")  # frame type, channel, size, method index
-_SHORTSTR_TYPES = frozenset({0, 1, 5, 6, 7, 8, 10, 11, 12, 13})  # property indexes
+MAX_DEPTH = 64  # nesting of field tables and arrays; deeper is a frame error
 
 __all__ = [
     "split_frames",
@@ -76,7 +75,7 @@ class _Reader:
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > self.end:
-            raise FrameError(SYNTAX_ERROR, "field runs past the end of the frame")
+            raise FrameError(FRAME_ERROR, "field runs past the end of the frame")
         b = self.data[self.pos : self.pos + n]
         self.pos += n
         return bytes(b)
@@ -98,7 +97,7 @@ class _Reader:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise FrameError(SYNTAX_ERROR, "short string is not valid UTF-8") from None
+            raise FrameError(FRAME_ERROR, "short string is not valid UTF-8") from None
 
     def longstr(self) -> str | bytes:
         raw = self.take(self.u32())
@@ -107,27 +106,31 @@ class _Reader:
         except UnicodeDecodeError:
             return raw  # pamqp hands undecodable long strings back as bytes
 
-    def table(self) -> dict[str, Any]:
+    def table(self, depth: int = 0) -> dict[str, Any]:
         size = self.u32()
         if self.pos + size > self.end:
-            raise FrameError(SYNTAX_ERROR, "field table runs past the end of the frame")
+            raise FrameError(FRAME_ERROR, "field table runs past the end of the frame")
+        if depth >= MAX_DEPTH:
+            raise FrameError(FRAME_ERROR, "field tables nested too deep")
         sub = _Reader(self.data, self.pos, self.pos + size)
         self.pos += size
         out: dict[str, Any] = {}
         while sub.pos < sub.end:
             key = sub.shortstr()
-            out[key] = sub.value()
+            out[key] = sub.value(depth + 1)
         return out
 
-    def array(self) -> list[Any]:
+    def array(self, depth: int = 0) -> list[Any]:
         size = self.u32()
         if self.pos + size > self.end:
-            raise FrameError(SYNTAX_ERROR, "field array runs past the end of the frame")
+            raise FrameError(FRAME_ERROR, "field array runs past the end of the frame")
+        if depth >= MAX_DEPTH:
+            raise FrameError(FRAME_ERROR, "field arrays nested too deep")
         sub = _Reader(self.data, self.pos, self.pos + size)
         self.pos += size
         out: list[Any] = []
         while sub.pos < sub.end:
-            out.append(sub.value())
+            out.append(sub.value(depth + 1))
         return out
 
     def timestamp(self) -> datetime.datetime:
@@ -137,9 +140,9 @@ class _Reader:
         try:
             return datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
         except (OverflowError, OSError, ValueError):
-            raise FrameError(SYNTAX_ERROR, "timestamp out of range") from None
+            raise FrameError(FRAME_ERROR, "timestamp out of range") from None
 
-    def value(self) -> Any:
+    def value(self, depth: int = 0) -> Any:
         kind = self.take(1)
         if kind == b"t":
             return bool(self.u8())
@@ -168,16 +171,16 @@ class _Reader:
         if kind == b"S":
             return self.longstr()
         if kind == b"A":
-            return self.array()
+            return self.array(depth)
         if kind == b"T":
             return self.timestamp()
         if kind == b"F":
-            return self.table()
+            return self.table(depth)
         if kind in (b"V", b"\x00"):
             return None
         if kind == b"x":
             return bytearray(self.take(self.u32()))
-        raise FrameError(SYNTAX_ERROR, f"unknown field table value type {kind!r}")
+        raise FrameError(FRAME_ERROR, f"unknown field table value type {kind!r}")
 
 
 def _read_flags(r: _Reader) -> int:
@@ -189,8 +192,8 @@ def _read_flags(r: _Reader) -> int:
         if not part & 1:
             return flags
         shift += 16
-        if shift > 64:
-            raise FrameError(SYNTAX_ERROR, "too many property flag words")
+        if shift >= 64:
+            raise FrameError(FRAME_ERROR, "too many property flag words")
 
 
 def _walk_properties(raw: bytes, build: bool) -> tuple[dict[str, Any], int, int, str | None]:
