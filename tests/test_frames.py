@@ -16,8 +16,9 @@ from pamqp import frame as pframe
 from pamqp import header as pheader
 from pamqp import heartbeat as pheartbeat
 
-from _impls import implementations
 from leveret import _frames_common as K
+
+from _impls import implementations
 
 IMPLS = implementations("leveret._frames_c", "leveret._frames_py")
 FAST = settings(max_examples=60, deadline=None,

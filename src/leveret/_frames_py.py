@@ -270,7 +270,8 @@ def split_frames(buf: Any, start: int, end: int, frame_max: int) -> tuple[list[t
     while end - pos >= 7:
         ftype, channel, size = _FRAME_HEAD.unpack_from(mv, pos)
         if frame_max and size + 8 > frame_max:
-            events.append((EV_ERROR, channel, FRAME_ERROR, f"frame size {size + 8} exceeds frame_max {frame_max}"))
+            text = f"frame size {size + 8} exceeds frame_max {frame_max}"
+            events.append((EV_ERROR, channel, FRAME_ERROR, text))
             return events, pos
         if end - pos < size + 8:
             break
@@ -289,7 +290,9 @@ def split_frames(buf: Any, start: int, end: int, frame_max: int) -> tuple[list[t
                 class_id, _weight, body_size = _HEADER_HEAD.unpack_from(payload)
                 raw = payload[12:]
                 _, dmode, prio, expiration = _walk_properties(raw, False)
-                events.append((EV_HEADER, channel, class_id, body_size, raw, dmode, prio, expiration))
+                events.append(
+                    (EV_HEADER, channel, class_id, body_size, raw, dmode, prio, expiration)
+                )
             elif ftype == FRAME_BODY:
                 events.append((EV_BODY, channel, payload))
             elif ftype == FRAME_HEARTBEAT:
@@ -461,7 +464,8 @@ def encode_return(
     frame_max: int,
 ) -> None:
     """Append basic.return + content header + body frames to ``out``."""
-    args = _U16.pack(reply_code) + _shortstr(reply_text) + _shortstr(exchange) + _shortstr(routing_key)
+    args = (_U16.pack(reply_code) + _shortstr(reply_text) + _shortstr(exchange)
+            + _shortstr(routing_key))
     _method(out, channel, BASIC_RETURN, args)
     _content(out, channel, raw_props, body, frame_max)
 
@@ -471,7 +475,9 @@ def encode_ack(out: bytearray, channel: int, delivery_tag: int, multiple: bool) 
     _method(out, channel, BASIC_ACK, _U64.pack(delivery_tag) + (b"\x01" if multiple else b"\x00"))
 
 
-def encode_nack(out: bytearray, channel: int, delivery_tag: int, multiple: bool, requeue: bool) -> None:
+def encode_nack(
+    out: bytearray, channel: int, delivery_tag: int, multiple: bool, requeue: bool
+) -> None:
     """Append a basic.nack (publisher confirm) to ``out``."""
     bits = (1 if multiple else 0) | (2 if requeue else 0)
     _method(out, channel, BASIC_NACK, _U64.pack(delivery_tag) + bytes((bits,)))

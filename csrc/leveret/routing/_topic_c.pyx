@@ -110,11 +110,15 @@ cdef class TopicTrie:
     cdef _Node root
     cdef Py_ssize_t count
     cdef unsigned int epoch
+    cdef dict per_target  # target -> number of its bindings
+    cdef Py_ssize_t shared  # targets with more than one binding: only then dedupe
 
     def __cinit__(self):
         self.root = _Node()
         self.count = 0
         self.epoch = 0
+        self.per_target = {}
+        self.shared = 0
 
     def __len__(self):
         return self.count
@@ -128,6 +132,10 @@ cdef class TopicTrie:
             return False
         node.targets[target] = None
         self.count += 1
+        n = self.per_target.get(target, 0) + 1
+        self.per_target[target] = n
+        if n == 2:
+            self.shared += 1
         return True
 
     def unbind(self, str binding_key, target):
@@ -146,6 +154,13 @@ cdef class TopicTrie:
             return False
         del node.targets[target]
         self.count -= 1
+        n = self.per_target[target] - 1
+        if n:
+            self.per_target[target] = n
+            if n == 1:
+                self.shared -= 1
+        else:
+            del self.per_target[target]
         cdef Py_ssize_t i
         for i in range(len(words), 0, -1):
             node = <_Node>path[i]
@@ -164,6 +179,8 @@ cdef class TopicTrie:
     def clear(self):
         self.root = _Node()
         self.count = 0
+        self.per_target = {}
+        self.shared = 0
 
     def bindings(self):
         """Every (binding key, target) pair."""
@@ -198,6 +215,12 @@ cdef class TopicTrie:
             return []
         if len(w.hits) == 1:
             return list(<dict>w.hits[0])
+        cdef list out
+        if not self.shared:  # no target is bound twice: the hits are disjoint
+            out = []
+            for targets in w.hits:
+                out.extend(<dict>targets)
+            return out
         cdef dict found = {}
         for targets in w.hits:
             found.update(<dict>targets)

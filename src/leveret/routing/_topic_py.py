@@ -55,11 +55,13 @@ class TopicTrie:
     matching target once, in the order the bindings were first made where possible.
     """
 
-    __slots__ = ("_root", "_count")
+    __slots__ = ("_root", "_count", "_per_target", "_shared")
 
     def __init__(self) -> None:
         self._root = _Node()
         self._count = 0
+        self._per_target: dict[Hashable, int] = {}  # target -> number of its bindings
+        self._shared = 0  # targets bound more than once: only then must match() dedupe
 
     def __len__(self) -> int:
         return self._count
@@ -73,6 +75,10 @@ class TopicTrie:
             return False
         node.targets[target] = None
         self._count += 1
+        n = self._per_target.get(target, 0) + 1
+        self._per_target[target] = n
+        if n == 2:
+            self._shared += 1
         return True
 
     def unbind(self, binding_key: str, target: Hashable) -> bool:
@@ -88,6 +94,13 @@ class TopicTrie:
             return False
         del path[-1].targets[target]
         self._count -= 1
+        n = self._per_target[target] - 1
+        if n:
+            self._per_target[target] = n
+            if n == 1:
+                self._shared -= 1
+        else:
+            del self._per_target[target]
         # prune empty nodes bottom-up
         for i in range(len(words), 0, -1):
             node, parent, word = path[i], path[i - 1], words[i - 1]
@@ -104,6 +117,8 @@ class TopicTrie:
     def clear(self) -> None:
         self._root = _Node()
         self._count = 0
+        self._per_target.clear()
+        self._shared = 0
 
     def bindings(self) -> Iterator[tuple[str, Hashable]]:
         """Every (binding key, target) pair."""
@@ -123,7 +138,7 @@ class TopicTrie:
         """Every target bound with a key that matches ``routing_key``, each once."""
         words = split_key(routing_key)
         n = len(words)
-        found: dict[Hashable, None] = {}
+        hits: list[dict[Hashable, None]] = []
         seen: set[tuple[int, int]] = set()  # (node id, position): avoids blowup on #.#.#
         stack: list[tuple[_Node, int]] = [(self._root, 0)]
         while stack:
@@ -133,7 +148,7 @@ class TopicTrie:
                 continue
             seen.add(key)
             if i == n and node.targets:
-                found.update(node.targets)
+                hits.append(node.targets)
             h = node.hash
             if h is not None:
                 # '#' eats zero or more words: try every remaining suffix
@@ -145,4 +160,11 @@ class TopicTrie:
                     stack.append((child, i + 1))
                 if node.star is not None:
                     stack.append((node.star, i + 1))
+        if len(hits) == 1:
+            return list(hits[0])
+        if not self._shared:  # no target is bound twice: the hits are disjoint
+            return [t for targets in hits for t in targets]
+        found: dict[Hashable, None] = {}
+        for targets in hits:
+            found.update(targets)
         return list(found)
