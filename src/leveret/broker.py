@@ -12,6 +12,7 @@ The command line (``leveret``) is a thin shell over this class.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 import urllib.parse
@@ -357,7 +358,15 @@ class ThreadedBroker:
 
     def wait_for_messages(self, queue: str, count: int, vhost: str | None = None,
                           timeout: float = 5.0) -> QueueInfo:
-        return self._await(self.broker.wait_for_messages(queue, count, vhost, timeout))
+        """Block until ``queue`` holds ``count`` ready messages (TimeoutError after timeout)."""
+        return self.wait_for_messages_future(queue, count, vhost, timeout).result()
+
+    def wait_for_messages_future(self, queue: str, count: int, vhost: str | None = None,
+                                 timeout: float = 5.0) -> concurrent.futures.Future[QueueInfo]:
+        """The same as a future, for ``await asyncio.wrap_future(...)`` in async code."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(
+            self.broker.wait_for_messages(queue, count, vhost, timeout), self._loop)
 
 
 def _new_loop(kind: str) -> asyncio.AbstractEventLoop:

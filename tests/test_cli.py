@@ -1,0 +1,111 @@
+"""The `leveret` command: listening, options, environment, signals, a busy port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pika
+import pika.exceptions
+import pytest
+
+from conftest import free_port
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leveret", "--host", "127.0.0.1", "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})},
+    )
+    line = proc.stdout.readline()  # the one line saying where it listens
+    assert f"listening on 127.0.0.1:{port}" in line, line
+    return proc, port
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    proc.send_signal(sig)
+    try:
+        return proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_shuts_down_cleanly_with_320(sig):
+    proc, port = start()
+    conn = pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{port}/"))
+    ch = conn.channel()
+    ch.queue_declare("q")
+    assert stop(proc, sig) == 0
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
+        ch.queue_declare("q2")
+    assert info.value.reply_code == 320
+    rest = proc.stdout.read()
+    assert "Traceback" not in rest
+
+
+def test_port_in_use_is_one_line_and_exit_1():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "leveret", "--host", "127.0.0.1",
+                              "--port", str(port)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "address already in use" in lines[0]
+
+
+def test_rabbitmq_environment_variables():
+    proc, port = start(env={"RABBITMQ_DEFAULT_USER": "app", "RABBITMQ_DEFAULT_PASS": "pw",
+                            "RABBITMQ_DEFAULT_VHOST": "dev"})
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(f"amqp://app:pw@127.0.0.1:{port}/dev"))
+        conn.close()
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{port}/dev"))
+    finally:
+        stop(proc)
+
+
+def test_user_flags_and_log_level():
+    proc, port = start("--user", "u", "--password", "p", "--vhost", "v", "--log-level", "debug")
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(f"amqp://u:p@127.0.0.1:{port}/v"))
+        conn.close()
+    finally:
+        stop(proc)
+    assert "DEBUG" in proc.stdout.read()
+
+
+def test_asyncio_loop_option():
+    proc, port = start("--loop", "asyncio")
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{port}/"))
+        conn.channel().queue_declare("works")
+        conn.close()
+    finally:
+        assert stop(proc) == 0
+
+
+def test_version_flag():
+    out = subprocess.run([sys.executable, "-m", "leveret", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.startswith("leveret ")
+
+
+def test_answers_amqp_once_it_says_it_listens():
+    proc, port = start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"AMQP\x00\x00\x09\x01")
+            assert s.recv(8)[:1] == b"\x01"  # connection.start is a method frame
+    finally:
+        stop(proc)
