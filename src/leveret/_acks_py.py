@@ -3,6 +3,8 @@
 A channel numbers its deliveries 1, 2, 3, ... Each one that awaits an acknowledgement is held
 here with the item it stands for, in tag order, so that ``basic.ack(multiple)`` releases a
 whole range from the front and a single ack releases one tag wherever it is.
+
+Tags are ints; anything else (``1.0`` included) is an unknown tag, as in the compiled twin.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class DeliveryTags:
         return len(self._items)
 
     def __contains__(self, tag: object) -> bool:
-        return tag in self._items
+        return isinstance(tag, int) and tag in self._items
 
     @property
     def last_tag(self) -> int:
@@ -48,10 +50,12 @@ class DeliveryTags:
 
     def pop(self, tag: int) -> Any:
         """Settle one tag; raises UnknownDeliveryTag if it is not outstanding."""
-        try:
-            return self._items.pop(tag)
-        except KeyError:
-            raise UnknownDeliveryTag(tag) from None
+        if isinstance(tag, int):
+            try:
+                return self._items.pop(tag)
+            except KeyError:
+                pass
+        raise UnknownDeliveryTag(tag)
 
     def pop_upto(self, tag: int) -> list[Any]:
         """Settle every outstanding tag <= ``tag`` (0 means all), oldest first.
@@ -61,16 +65,18 @@ class DeliveryTags:
         """
         if tag == 0:
             return self.pop_all()
-        if tag not in self._items:
-            raise UnknownDeliveryTag(tag)
-        out = []
         items = self._items
-        while items:
-            first = next(iter(items))
-            if first > tag:
+        if not isinstance(tag, int) or tag not in items:
+            raise UnknownDeliveryTag(tag)
+        if tag == next(reversed(items)):
+            return self.pop_all()  # the usual multiple ack: everything delivered so far
+        count = 0
+        for key in items:
+            if key > tag:
                 break
-            out.append(items.popitem(last=False)[1])
-        return out
+            count += 1
+        popitem = items.popitem
+        return [popitem(False)[1] for _ in range(count)]
 
     def pop_all(self) -> list[Any]:
         """Settle everything outstanding, oldest first."""

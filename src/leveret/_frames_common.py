@@ -72,6 +72,13 @@ PROPERTY_NAMES = (
 )
 
 
+class LongInt(int):
+    """An int that field-table encoding writes as a 64-bit long ('l'), as RabbitMQ writes the
+    ``count`` of an x-death entry; plain ints are written as 'I' when they fit."""
+
+    __slots__ = ()
+
+
 class FrameError(Exception):
     """A malformed frame or field: the connection must close with ``reply_code``."""
 

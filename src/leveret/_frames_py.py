@@ -35,6 +35,7 @@ from ._frames_common import (
     FRAME_METHOD,
     PROPERTY_NAMES,
     FrameError,
+    LongInt,
 )
 
 _U8 = struct.Struct(">B")
@@ -321,6 +322,8 @@ def _shortstr(value: str | bytes) -> bytes:
 def _encode_value(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"t" + (b"\x01" if value else b"\x00")
+    if isinstance(value, LongInt):
+        return b"l" + struct.pack(">q", value)
     if isinstance(value, int):
         if -(2**31) <= value < 2**31:
             return b"I" + struct.pack(">i", value)

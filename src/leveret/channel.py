@@ -28,6 +28,7 @@ from .errors import (
 from .exchange import Exchange
 from .message import Message, QueueEntry
 from .queue import Consumer, Queue, new_consumer_tag
+from .queue_args import parse_expiration
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -143,6 +144,8 @@ class Channel:
                 f"cannot publish to internal exchange '{ex_name}' in vhost '{self.vhost.name}'",
             )
         msg = Message(ex_name, pub[3], header[4], body, header[5], header[6], header[7])
+        if header[7] is not None:
+            msg.ttl = parse_expiration(header[7])
         self.conn.check_user_id(msg)
         if self.tx is not None:
             self.tx.append(("publish", exchange, msg, pub[4]))
@@ -150,6 +153,9 @@ class Channel:
         self.publish(exchange, msg, pub[4])
 
     def publish(self, exchange: Exchange, msg: Message, mandatory: bool) -> None:
+        memory = self.vhost.memory
+        if memory.limit and memory.used > memory.limit:
+            memory.block(self.conn)
         queues = self.vhost.route(exchange, msg)
         confirms = self.confirms
         seq = confirms.publish() if confirms is not None else 0

@@ -129,6 +129,7 @@ class Connection(asyncio.BufferedProtocol):
             ch.release()
         self.channels.clear()
         if self.vhost is not None:
+            self.vhost.memory.forget(self)
             self.vhost.connection_closed(self)
         self.server.connection_gone(self)
         self.closed.set()
@@ -530,6 +531,26 @@ class Connection(asyncio.BufferedProtocol):
     def _abort_if_open(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()
+
+    # ------------------------------------------------------------------ flow control
+
+    def block(self, reason: str) -> None:
+        """Memory alarm: stop reading this publisher (rabbitmq.com/docs/connection-blocked)."""
+        if self.blocked or self.transport is None:
+            return
+        self.blocked = True
+        if self.client_capability("connection.blocked"):
+            self.send_method(0, spec.Connection.Blocked(reason=reason))
+        self.transport.pause_reading()
+
+    def unblock(self) -> None:
+        if not self.blocked or self.transport is None or self.state >= _CLOSING:
+            self.blocked = False
+            return
+        self.blocked = False
+        if self.client_capability("connection.blocked"):
+            self.send_method(0, spec.Connection.Unblocked())
+        self.transport.resume_reading()
 
     def force_close(self, text: str = "broker forced connection closure with reason 'shutdown'"):
         self.close_with_error(CONNECTION_FORCED, text)

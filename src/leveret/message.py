@@ -25,6 +25,7 @@ class Message:
         "expiration",
         "_props",
         "persisted",
+        "ttl",
     )
 
     def __init__(
@@ -46,6 +47,7 @@ class Message:
         self.expiration = expiration
         self._props: dict[str, Any] | None = None
         self.persisted = False
+        self.ttl: int | None = None  # per-message TTL in ms (the expiration property)
 
     @property
     def properties(self) -> dict[str, Any]:

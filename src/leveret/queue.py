@@ -1,26 +1,34 @@
 """One message queue: ready messages in order, its consumers, and what is out for acknowledgement.
 
 Messages are handed to consumers round-robin (highest ``x-priority`` first, as RabbitMQ's
-consumer priorities do). A requeued message goes back to its original position: every entry
-carries the sequence number it was enqueued with and the ready list is kept in that order
-(rabbitmq.com/docs/confirms, "Delivery Acknowledgement Timeout"/"Negative Acknowledgement").
+consumer priorities do; only the first with ``x-single-active-consumer``). A requeued message
+goes back to its original position: every entry carries the sequence number it was enqueued
+with and the ready list is kept in that order (rabbitmq.com/docs/confirms).
+
+A queue declared without TTL, length limits or priorities takes the plain path: no clock, no
+limit checks per message. Features cost only the queues that use them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import itertools
+import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .deadletter import dead_letter
 from .message import Message, QueueEntry
+from .queue_args import QueueOptions, parse_queue_arguments
 
 if TYPE_CHECKING:
     from .channel import Channel
     from .vhost import VirtualHost
 
 _consumer_tags = itertools.count(1)
+_now = time.monotonic
 
 
 class Consumer:
@@ -69,6 +77,71 @@ def new_consumer_tag() -> str:
     return f"amq.ctag-{next(_consumer_tags):08d}-leveret"
 
 
+class ReadyList(deque):  # type: ignore[type-arg]
+    """Ready entries in sequence order."""
+
+    def head(self) -> QueueEntry:
+        return self[0]  # type: ignore[no-any-return]
+
+    def restore(self, entry: QueueEntry) -> None:
+        """Put a requeued entry back where its sequence number says."""
+        if not self or entry.seq < self[0].seq:
+            self.appendleft(entry)
+        elif entry.seq > self[-1].seq:
+            self.append(entry)
+        else:  # rare: interleaved with other requeued or undelivered entries
+            self.insert(bisect.bisect_left([e.seq for e in self], entry.seq), entry)
+
+
+class PriorityReady:
+    """Ready entries of a priority queue (x-max-priority): one ReadyList per priority level;
+    higher levels first, FIFO (by sequence) within a level."""
+
+    def __init__(self, max_priority: int) -> None:
+        self.max = max_priority
+        self.levels = [ReadyList() for _ in range(max_priority + 1)]
+        self.count = 0
+
+    def _level(self, entry: QueueEntry) -> ReadyList:
+        return self.levels[min(entry.message.priority, self.max)]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __iter__(self) -> Iterator[QueueEntry]:
+        for level in reversed(self.levels):
+            yield from level
+
+    def append(self, entry: QueueEntry) -> None:
+        self._level(entry).append(entry)
+        self.count += 1
+
+    def restore(self, entry: QueueEntry) -> None:
+        self._level(entry).restore(entry)
+        self.count += 1
+
+    def head(self) -> QueueEntry:
+        for level in reversed(self.levels):
+            if level:
+                return level[0]  # type: ignore[no-any-return]
+        raise IndexError("empty")
+
+    def popleft(self) -> QueueEntry:
+        for level in reversed(self.levels):
+            if level:
+                self.count -= 1
+                return level.popleft()  # type: ignore[no-any-return]
+        raise IndexError("empty")
+
+    def clear(self) -> None:
+        for level in self.levels:
+            level.clear()
+        self.count = 0
+
+
 class Queue:
     """A queue of one virtual host."""
 
@@ -80,6 +153,7 @@ class Queue:
         exclusive_owner: object | None = None,
         auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
+        options: QueueOptions | None = None,
     ) -> None:
         self.vhost = vhost
         self.name = name
@@ -87,7 +161,11 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments = dict(arguments or {})
-        self.ready: deque[QueueEntry] = deque()
+        self.options = options or parse_queue_arguments(self.arguments, name, vhost.name)
+        opts = self.options
+        self.ready: ReadyList | PriorityReady = (
+            PriorityReady(opts.max_priority) if opts.max_priority is not None else ReadyList()
+        )
         self.ready_bytes = 0
         self.consumers: list[Consumer] = []
         self.unacked = 0
@@ -96,7 +174,14 @@ class Queue:
         self._rr = 0
         self._had_consumer = False
         self._mixed_priorities = False
+        self._plain = opts.plain
+        self._timed = opts.message_ttl is not None  # entries may carry deadlines
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.on_delete: list[Callable[[Queue], None]] = []
+        self.memory = vhost.memory
+        if opts.expires is not None:
+            self._arm_idle_timer()
 
     # ------------------------------------------------------------------ introspection
 
@@ -117,27 +202,144 @@ class Queue:
 
     # ------------------------------------------------------------------ publishing
 
-    def next_entry(self, message: Message) -> QueueEntry:
-        self._seq += 1
-        return QueueEntry(self._seq, message)
-
     def push(self, message: Message, publisher: Channel | None = None, seq: int = 0) -> bool:
-        """Enqueue a routed message; returns False if the queue refused it (overflow).
+        """Enqueue a routed message; returns False if the queue refused it (reject-publish).
 
         ``publisher`` and ``seq`` identify the publish for a confirm that must wait for disk.
         """
+        if self._plain and message.ttl is None:
+            self._seq += 1
+            entry = QueueEntry(self._seq, message)
+            if not self.ready and self.consumers:
+                consumer = self._pick_consumer()
+                if consumer is not None:
+                    self._hand_over(consumer, entry)
+                    return True
+            self.ready.append(entry)
+            size = len(message.body)
+            self.ready_bytes += size
+            self.memory.used += size
+            if self.consumers:
+                self.dispatch()
+            return True
+        return self._push_with_features(message)
+
+    def _push_with_features(self, message: Message) -> bool:
+        opts = self.options
+        size = len(message.body)
+        if opts.overflow != "drop-head" and self._full(size):
+            if opts.overflow == "reject-publish-dlx":
+                dead_letter(self, message, "maxlen")
+            return False
+        ttl = opts.message_ttl
+        if message.ttl is not None:
+            ttl = message.ttl if ttl is None else min(ttl, message.ttl)
         self._seq += 1
         entry = QueueEntry(self._seq, message)
-        if not self.ready and self.consumers:
-            consumer = self._pick_consumer()
-            if consumer is not None:
-                self._hand_over(consumer, entry)
-                return True
+        if ttl is not None:
+            self._timed = True
+            entry.deadline = _now() + ttl / 1000.0
+        if self.consumers:
+            self._expire_head()
+            if not self.ready:
+                consumer = self._pick_consumer()
+                if consumer is not None:
+                    self._hand_over(consumer, entry)
+                    return True
+        if ttl == 0:
+            # TTL 0: delivered at once or never (rabbitmq.com/docs/ttl)
+            dead_letter(self, message, "expired")
+            return True
         self.ready.append(entry)
-        self.ready_bytes += len(message.body)
+        self.ready_bytes += size
+        self.memory.used += size
+        if opts.overflow == "drop-head":
+            while self._full(0) and self.ready:
+                head = self._pop_ready()
+                self.settled(head)
+                dead_letter(self, head.message, "maxlen")
+        if entry.deadline:
+            self._arm_expiry_timer()
         if self.consumers:
             self.dispatch()
         return True
+
+    def _full(self, incoming: int) -> bool:
+        """Over (or, for an incoming message, at) a length limit? Only ready messages count."""
+        opts = self.options
+        if opts.max_length is not None:
+            if len(self.ready) + (1 if incoming else 0) > opts.max_length:
+                return True
+        if opts.max_length_bytes is not None:
+            if self.ready_bytes + incoming > opts.max_length_bytes:
+                return True
+        return False
+
+    def _pop_ready(self) -> QueueEntry:
+        entry = self.ready.popleft()
+        size = len(entry.message.body)
+        self.ready_bytes -= size
+        memory = self.memory
+        memory.used -= size
+        if memory.blocked:
+            memory.check_release()
+        return entry
+
+    # ------------------------------------------------------------------ expiry
+
+    def _expire_head(self) -> None:
+        """Dead-letter expired messages at the head (RabbitMQ expires at the head only)."""
+        if not self._timed or not self.ready:
+            return
+        now = _now()
+        ready = self.ready
+        while ready:
+            head = ready.head()
+            if not head.deadline or head.deadline > now:
+                return
+            self._pop_ready()
+            self.settled(head)
+            dead_letter(self, head.message, "expired")
+
+    def _arm_expiry_timer(self) -> None:
+        if self._expiry_timer is not None or not self.ready or self.deleted:
+            return
+        deadline = self.ready.head().deadline
+        if not deadline:
+            return
+        loop = asyncio.get_running_loop()
+        self._expiry_timer = loop.call_later(max(0.0, deadline - _now()), self._on_expiry_timer)
+
+    def _on_expiry_timer(self) -> None:
+        self._expiry_timer = None
+        if self.deleted:
+            return
+        self._expire_head()
+        self._arm_expiry_timer()
+
+    def _arm_idle_timer(self) -> None:
+        """x-expires: delete the queue after that long unused (no consumers, gets, redeclares)."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        expires = self.options.expires
+        if expires is None or self.consumers or self.deleted:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._idle_timer = loop.call_later(expires / 1000.0, self._on_idle_timer)
+
+    def _on_idle_timer(self) -> None:
+        self._idle_timer = None
+        if not self.consumers and not self.deleted:
+            self.vhost.delete_queue(self)
+
+    def touch(self) -> None:
+        """The queue was used (declared again, basic.get): restart the x-expires clock."""
+        if self.options.expires is not None:
+            self._arm_idle_timer()
 
     # ------------------------------------------------------------------ delivery
 
@@ -146,6 +348,9 @@ class Queue:
         n = len(consumers)
         if not n:
             return None
+        if self.options.single_active_consumer:
+            first = consumers[0]
+            return first if first.can_take() else None
         start = self._rr % n
         if not self._mixed_priorities:
             for i in range(n):
@@ -175,21 +380,25 @@ class Queue:
     def dispatch(self) -> None:
         """Hand ready messages to consumers while any of them can take one."""
         ready = self.ready
+        if self._timed:
+            self._expire_head()
         while ready:
             consumer = self._pick_consumer()
             if consumer is None:
-                return
-            entry = ready.popleft()
-            self.ready_bytes -= len(entry.message.body)
-            self._hand_over(consumer, entry)
+                break
+            self._hand_over(consumer, self._pop_ready())
+            if self._timed:
+                self._expire_head()
+        if self._timed:
+            self._arm_expiry_timer()
 
     def get(self) -> QueueEntry | None:
         """basic.get: the head of the queue, or None."""
+        self.touch()
+        self._expire_head()
         if not self.ready:
             return None
-        entry = self.ready.popleft()
-        self.ready_bytes -= len(entry.message.body)
-        return entry
+        return self._pop_ready()
 
     # ------------------------------------------------------------------ settlement
 
@@ -206,33 +415,35 @@ class Queue:
         self.settled(entry)
 
     def discard(self, entry: QueueEntry, consumer: Consumer | None, reason: str) -> None:
-        """A delivered entry was rejected without requeue: it leaves the queue."""
+        """A delivered entry was rejected without requeue: it leaves the queue (to the DLX)."""
         self.unacked -= 1
         if consumer is not None:
             consumer.unacked -= 1
         self.settled(entry)
+        if not self.deleted:
+            dead_letter(self, entry.message, reason)
 
     def requeue(self, entries: Iterable[QueueEntry], consumers: Iterable[Consumer | None]) -> None:
         """Put delivered entries back at their original positions, marked redelivered."""
         for c in consumers:
             if c is not None:
                 c.unacked -= 1
+        entries = list(entries)
+        self.unacked -= len(entries)
         if self.deleted:
-            self.unacked -= len(list(entries))
             return
         ready = self.ready
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
-            self.unacked -= 1
             entry.redelivered = True
-            self.ready_bytes += len(entry.message.body)
-            if not ready or entry.seq < ready[0].seq:
-                ready.appendleft(entry)
-            elif entry.seq > ready[-1].seq:
-                ready.append(entry)
-            else:
-                # rare: interleaved with other requeued or undelivered entries
-                keys = [e.seq for e in ready]
-                ready.insert(bisect.bisect_left(keys, entry.seq), entry)
+            size = len(entry.message.body)
+            self.ready_bytes += size
+            self.memory.used += size
+            ready.restore(entry)
+        if self.options.overflow == "drop-head" and not self._plain:
+            while self._full(0) and self.ready:
+                head = self._pop_ready()
+                self.settled(head)
+                dead_letter(self, head.message, "maxlen")
         self.dispatch()
 
     # ------------------------------------------------------------------ consumers
@@ -240,6 +451,9 @@ class Queue:
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers.append(consumer)
         self._had_consumer = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if consumer.priority:
             self._mixed_priorities = True
         self.dispatch()
@@ -254,6 +468,11 @@ class Queue:
         if self.auto_delete and not self.consumers and self._had_consumer and not self.deleted:
             # auto-delete: deleted when its last consumer goes (after having had one)
             self.vhost.delete_queue(self)
+            return
+        if not self.consumers:
+            self.touch()
+        elif self.options.single_active_consumer:
+            self.dispatch()  # the next consumer becomes the active one
 
     # ------------------------------------------------------------------ maintenance
 
@@ -265,8 +484,18 @@ class Queue:
                 if entry.store_id:
                     store.remove(self, entry)
         self.ready.clear()
+        self.memory.used -= self.ready_bytes
         self.ready_bytes = 0
+        if self.memory.blocked:
+            self.memory.check_release()
         return count
+
+    def closed(self) -> None:
+        """The queue was deleted: stop its timers."""
+        for timer in (self._expiry_timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._expiry_timer = self._idle_timer = None
 
     def peek(self, limit: int | None = None) -> list[QueueEntry]:
         """The ready entries from the head, without consuming them."""

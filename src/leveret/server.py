@@ -7,6 +7,7 @@ import logging
 import socket
 
 from .connection import Connection
+from .memory import MemoryMonitor
 from .settings import Settings
 from .vhost import VirtualHost
 
@@ -22,6 +23,7 @@ class Server:
         self.store = None
         self.vhosts: dict[str, VirtualHost] = {}
         self.connections: set[Connection] = set()
+        self.memory = MemoryMonitor(settings.memory_high_watermark)
         self._listener: asyncio.base_events.Server | None = None
         for name in settings.vhosts:
             self.add_vhost(name)
@@ -31,7 +33,7 @@ class Server:
     def add_vhost(self, name: str) -> VirtualHost:
         vhost = self.vhosts.get(name)
         if vhost is None:
-            vhost = self.vhosts[name] = VirtualHost(name, self.store)
+            vhost = self.vhosts[name] = VirtualHost(name, self.store, self.memory)
         return vhost
 
     def delete_vhost(self, name: str) -> None:

@@ -16,7 +16,9 @@ from .errors import (
     ConnectionError_,
 )
 from .exchange import EXCHANGE_TYPES, KINDS, Binding, Exchange
+from .memory import MemoryMonitor
 from .queue import Queue
+from .queue_args import parse_queue_arguments
 
 if TYPE_CHECKING:
     from .message import Message
@@ -56,9 +58,11 @@ def _bool(value: bool) -> str:
 class VirtualHost:
     """A namespace of exchanges and queues (rabbitmq.com/docs/vhosts)."""
 
-    def __init__(self, name: str, store: Store | None = None) -> None:
+    def __init__(self, name: str, store: Store | None = None,
+                 memory: MemoryMonitor | None = None) -> None:
         self.name = name
         self.store = store
+        self.memory = memory if memory is not None else MemoryMonitor()
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.queue_factory: Callable[..., Queue] = Queue
@@ -199,7 +203,9 @@ class VirtualHost:
         """Returns (queue, created)."""
         arguments = arguments or {}
         if passive:
-            return self.get_queue(name, owner), False
+            q = self.get_queue(name, owner)
+            q.touch()
+            return q, False
         if not name:
             name = "amq.gen-" + secrets.token_urlsafe(16)
         elif name.startswith("amq."):
@@ -231,9 +237,11 @@ class VirtualHost:
                         f"inequivalent arg '{key}' for {self._where('queue', name)}: received "
                         f"{_describe(new)} but current is {_describe(old)}",
                     )
+            existing.touch()
             return existing, False
+        options = parse_queue_arguments(arguments, name, self.name)
         q = self.queue_factory(
-            self, name, durable, owner if exclusive else None, auto_delete, arguments
+            self, name, durable, owner if exclusive else None, auto_delete, arguments, options
         )
         self.queues[name] = q
         # every queue is bound to the default exchange by its own name (not listed as a binding)
@@ -260,6 +268,7 @@ class VirtualHost:
             consumer.channel.consumer_cancelled_by_server(consumer)
         queue.consumers.clear()
         queue.purge()
+        queue.closed()
         if queue.durable and self.store is not None:
             self.store.delete_queue(self, queue)
         for hook in queue.on_delete:
