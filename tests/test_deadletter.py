@@ -1,0 +1,309 @@
+"""Dead letters, TTL, length limits, priorities, single active consumer, argument checks.
+
+These use only AMQP (bar the memory watermark test), so ``LEVERET_TEST_TARGET=rabbitmq`` runs
+them against a real RabbitMQ as well.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pika
+import pika.exceptions
+import pytest
+
+from test_delivery import Inbox
+from test_exchanges import closed_with, drain
+
+
+def get_one(connection, ch, queue: str, timeout: float = 10.0):
+    """Wait (by polling basic.get between I/O turns) for a message on ``queue``."""
+    for _ in range(int(timeout / 0.05)):
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method is not None:
+            return method, props, body
+        connection.process_data_events(time_limit=0.05)
+    raise AssertionError(f"nothing arrived on {queue}")
+
+
+def dlx_setup(ch, source: str, **args) -> str:
+    ch.exchange_declare("dlx", "fanout")
+    dead = ch.queue_declare("dead-" + source).method.queue
+    ch.queue_bind(dead, "dlx")
+    ch.queue_declare(source, arguments={"x-dead-letter-exchange": "dlx", **args})
+    return dead
+
+
+# ---------------------------------------------------------------- dead letters
+
+
+def test_rejected_message_is_dead_lettered_with_x_death(connection, channel):
+    dead = dlx_setup(channel, "work")
+    channel.basic_publish("", "work", b"bad", pika.BasicProperties(headers={"keep": "me"}))
+    method, _, _ = channel.basic_get("work")
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    method, props, body = get_one(connection, channel, dead)
+    assert body == b"bad"
+    assert method.exchange == "dlx" and method.routing_key == "work"
+    headers = props.headers
+    assert headers["keep"] == "me"
+    (death,) = headers["x-death"]
+    assert death["count"] == 1
+    assert death["reason"] == "rejected"
+    assert death["queue"] == "work"
+    assert death["exchange"] == ""
+    assert death["routing-keys"] == ["work"]
+    assert isinstance(death["time"], datetime.datetime)
+    assert headers["x-first-death-reason"] == "rejected"
+    assert headers["x-first-death-queue"] == "work"
+    assert headers["x-first-death-exchange"] == ""
+
+
+def test_nack_dead_letters_with_routing_key_override(connection, channel):
+    channel.exchange_declare("dlx-direct", "direct")
+    channel.queue_declare("parking")
+    channel.queue_bind("parking", "dlx-direct", "parked")
+    channel.queue_declare("src", arguments={"x-dead-letter-exchange": "dlx-direct",
+                                            "x-dead-letter-routing-key": "parked"})
+    channel.basic_publish("", "src", b"x")
+    method, _, _ = channel.basic_get("src")
+    channel.basic_nack(method.delivery_tag, requeue=False)
+    method, props, _ = get_one(connection, channel, "parking")
+    assert method.routing_key == "parked"
+    assert props.headers["x-death"][0]["routing-keys"] == ["src"]
+
+
+def test_x_death_count_increments(connection, channel):
+    channel.exchange_declare("loop-dlx", "fanout")
+    channel.queue_declare("again", arguments={"x-dead-letter-exchange": "loop-dlx"})
+    channel.queue_bind("again", "loop-dlx")  # dead letters come straight back
+    channel.basic_publish("", "again", b"x")
+    for _ in range(2):
+        method, _, _ = get_one_manual(connection, channel, "again")
+        channel.basic_reject(method.delivery_tag, requeue=False)
+    _, props, _ = get_one(connection, channel, "again")
+    (death,) = props.headers["x-death"]
+    assert death["count"] == 2 and death["reason"] == "rejected"
+
+
+def get_one_manual(connection, ch, queue: str):
+    for _ in range(200):
+        method, props, body = ch.basic_get(queue)
+        if method is not None:
+            return method, props, body
+        connection.process_data_events(time_limit=0.05)
+    raise AssertionError("nothing arrived")
+
+
+def test_missing_dlx_drops_silently(channel):
+    channel.queue_declare("orphan", arguments={"x-dead-letter-exchange": "not-there"})
+    channel.basic_publish("", "orphan", b"x")
+    method, _, _ = channel.basic_get("orphan")
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    assert drain(channel, "orphan") == []
+
+
+# ---------------------------------------------------------------- TTL
+
+
+def test_queue_ttl_expires_and_dead_letters(connection, channel):
+    dead = dlx_setup(channel, "ttl", **{"x-message-ttl": 50})
+    channel.basic_publish("", "ttl", b"old")
+    method, props, body = get_one(connection, channel, dead)
+    assert body == b"old"
+    death = props.headers["x-death"][0]
+    assert death["reason"] == "expired" and death["queue"] == "ttl"
+    assert drain(channel, "ttl") == []
+
+
+def test_per_message_expiration(connection, channel):
+    dead = dlx_setup(channel, "msgttl")
+    channel.basic_publish("", "msgttl", b"short", pika.BasicProperties(expiration="30"))
+    channel.basic_publish("", "msgttl", b"long", pika.BasicProperties(expiration="600000"))
+    method, props, body = get_one(connection, channel, dead)
+    assert body == b"short"
+    assert props.expiration is None  # removed on dead-lettering...
+    assert props.headers["x-death"][0]["original-expiration"] == "30"  # ...and kept here
+    assert drain(channel, "msgttl") == [b"long"]
+
+
+def test_expired_message_is_never_delivered(connection, channel):
+    channel.queue_declare("never", arguments={"x-message-ttl": 0})
+    channel.basic_publish("", "never", b"x")
+    assert drain(channel, "never") == []
+
+
+def test_ttl_zero_still_reaches_a_waiting_consumer(connection, channel):
+    channel.queue_declare("instant", arguments={"x-message-ttl": 0})
+    inbox = Inbox()
+    channel.basic_consume("instant", inbox, auto_ack=True)
+    channel.basic_publish("", "instant", b"now")
+    assert [x[1] for x in inbox.wait(connection, 1)] == [b"now"]
+
+
+def test_invalid_expiration_is_406(connection):
+    ch = connection.channel()
+    ch.queue_declare("badexp")
+    ch.basic_publish("", "badexp", b"x", pika.BasicProperties(expiration="soon"))
+    with closed_with(406):
+        ch.queue_declare("badexp", passive=True)
+
+
+def test_x_expires_deletes_unused_queue(connection, channel):
+    channel.queue_declare("fleeting", arguments={"x-expires": 100})
+    probe = connection.channel()
+    probe.confirm_delivery()
+    # publishing does not renew the lease (a declare or basic.get would): probe with mandatory
+    # publishes until one comes back unroutable because the queue is gone
+    for _ in range(200):
+        try:
+            probe.basic_publish("", "fleeting", b"probe", mandatory=True)
+        except pika.exceptions.UnroutableError:
+            break
+        connection.process_data_events(time_limit=0.05)
+    else:
+        raise AssertionError("queue was not deleted")
+    with closed_with(404):
+        connection.channel().queue_declare("fleeting", passive=True)
+
+
+# ---------------------------------------------------------------- length limits
+
+
+def test_max_length_drop_head_dead_letters_oldest(connection, channel):
+    dead = dlx_setup(channel, "bounded", **{"x-max-length": 2})
+    for i in range(4):
+        channel.basic_publish("", "bounded", b"m%d" % i)
+    assert drain(channel, "bounded") == [b"m2", b"m3"]
+    first = get_one(connection, channel, dead)
+    second = get_one(connection, channel, dead)
+    assert [first[2], second[2]] == [b"m0", b"m1"]
+    assert first[1].headers["x-death"][0]["reason"] == "maxlen"
+
+
+def test_max_length_bytes(channel):
+    channel.queue_declare("bytes", arguments={"x-max-length-bytes": 10})
+    for body in (b"12345", b"67890", b"abc"):
+        channel.basic_publish("", "bytes", body)
+    assert drain(channel, "bytes") == [b"67890", b"abc"]
+
+
+def test_reject_publish_nacks_the_publisher(channel):
+    channel.queue_declare("full", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    channel.confirm_delivery()
+    channel.basic_publish("", "full", b"first")
+    with pytest.raises(pika.exceptions.NackError):
+        channel.basic_publish("", "full", b"second")
+    assert drain(channel, "full") == [b"first"]
+
+
+def test_reject_publish_dlx(connection, channel):
+    dead = dlx_setup(channel, "full-dlx", **{"x-max-length": 1,
+                                             "x-overflow": "reject-publish-dlx"})
+    channel.basic_publish("", "full-dlx", b"first")
+    channel.basic_publish("", "full-dlx", b"second")
+    assert get_one(connection, channel, dead)[2] == b"second"
+    assert drain(channel, "full-dlx") == [b"first"]
+
+
+# ---------------------------------------------------------------- priorities, SAC
+
+
+def test_priority_queue(channel):
+    channel.queue_declare("prio", arguments={"x-max-priority": 5})
+    for body, prio in ((b"low", 1), (b"high", 5), (b"none", None), (b"mid", 3),
+                       (b"over", 9), (b"high2", 5)):
+        channel.basic_publish("", "prio", body, pika.BasicProperties(priority=prio))
+    # over-the-max priorities count as the max; FIFO within a priority
+    assert drain(channel, "prio") == [b"high", b"over", b"high2", b"mid", b"low", b"none"]
+
+
+def test_priority_requeue_keeps_position(channel):
+    channel.queue_declare("prio2", arguments={"x-max-priority": 2})
+    for body, prio in ((b"a", 2), (b"b", 2), (b"c", 1)):
+        channel.basic_publish("", "prio2", body, pika.BasicProperties(priority=prio))
+    first, _, _ = channel.basic_get("prio2")
+    channel.basic_nack(first.delivery_tag, requeue=True)
+    assert drain(channel, "prio2") == [b"a", b"b", b"c"]
+
+
+def test_single_active_consumer(connection, channel):
+    channel.queue_declare("sac", arguments={"x-single-active-consumer": True})
+    a, b = Inbox(), Inbox()
+    tag_a = channel.basic_consume("sac", a, auto_ack=True)
+    channel.basic_consume("sac", b, auto_ack=True)
+    for i in range(4):
+        channel.basic_publish("", "sac", b"%d" % i)
+    a.wait(connection, 4)
+    assert len(a.items) == 4 and b.items == []
+    channel.basic_cancel(tag_a)
+    channel.basic_publish("", "sac", b"next")
+    assert [x[1] for x in b.wait(connection, 1)] == [b"next"]
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+@pytest.mark.parametrize(
+    "args,text",
+    [
+        ({"x-message-ttl": -1}, "{value_negative,-1}"),
+        ({"x-message-ttl": "10"}, '"expected integer, got longstr"'),
+        ({"x-expires": 0}, "{value_zero,0}"),
+        ({"x-max-length": -1}, "{value_negative,-1}"),
+        ({"x-max-priority": 256}, "{max_value_exceeded,256}"),
+        ({"x-overflow": "nope"}, "invalid_overflow"),
+        ({"x-dead-letter-routing-key": "rk"}, "routing_key_but_no_dlx_defined"),
+        ({"x-single-active-consumer": "yes"}, "{unacceptable_type,longstr}"),
+    ],
+)
+def test_invalid_queue_arguments_are_406(connection, args, text):
+    ch = connection.channel()
+    with closed_with(406):
+        ch.queue_declare("argcheck", arguments=args)
+    # the text is RabbitMQ's, word for word
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        connection.channel().queue_declare("argcheck", arguments=args)
+    assert info.value.reply_text == (
+        f"PRECONDITION_FAILED - invalid arg '{list(args)[0]}' for queue 'argcheck' in vhost "
+        f"'{_vhost_of(connection)}': {text}")
+
+
+def _vhost_of(connection) -> str:
+    return connection._impl.params.virtual_host  # noqa: SLF001
+
+
+# ---------------------------------------------------------------- memory watermark
+
+
+@pytest.mark.leveret_only
+def test_memory_high_watermark_blocks_publishers():
+    from leveret import Broker
+
+    with Broker.in_thread(memory_high_watermark=1000) as broker:
+        blocked, unblocked = [], []
+        params = pika.URLParameters(broker.url)
+        pub = pika.BlockingConnection(params)
+        pub.add_on_connection_blocked_callback(lambda *a: blocked.append(True))
+        pub.add_on_connection_unblocked_callback(lambda *a: unblocked.append(True))
+        ch = pub.channel()
+        ch.queue_declare("heavy")
+        ch.basic_publish("", "heavy", b"x" * 2000)  # over the watermark now
+        ch.basic_publish("", "heavy", b"y")  # this publish trips the alarm
+        for _ in range(100):
+            if blocked:
+                break
+            pub.process_data_events(time_limit=0.05)
+        assert blocked == [True]
+        # a consumer on another connection still works and frees the memory
+        cons = pika.BlockingConnection(params)
+        cch = cons.channel()
+        assert cch.basic_get("heavy", auto_ack=True)[2] == b"x" * 2000
+        for _ in range(100):
+            if unblocked:
+                break
+            pub.process_data_events(time_limit=0.05)
+        assert unblocked == [True]
+        assert cch.basic_get("heavy", auto_ack=True)[2] == b"y"
+        cons.close()
+        pub.close()
