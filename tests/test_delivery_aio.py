@@ -93,19 +93,3 @@ async def test_transaction(abroker):
         assert abroker.queue("txq").messages == 0
         await tx.commit()
         assert (await q.get(no_ack=True)).body == b"a"
-
-
-async def test_consumer_cancelled_when_queue_deleted(abroker):
-    conn, ch = await channel_of(abroker)
-    async with conn:
-        q = await ch.declare_queue("gone")
-        tag = await q.consume(lambda m: None)
-        other = await conn.channel()
-        await other.queue_delete("gone")
-        underlay = await ch.get_underlay_channel()
-        assert tag in underlay.consumers
-        for _ in range(500):  # the server's basic.cancel makes aiormq drop the consumer
-            if tag not in underlay.consumers:
-                break
-            await asyncio.sleep(0.01)
-        assert tag not in underlay.consumers
