@@ -17,7 +17,7 @@ import decimal as _decimal
 
 from leveret._frames_common import (
     EV_ACK, EV_BODY, EV_ERROR, EV_HEADER, EV_HEARTBEAT, EV_METHOD, EV_NACK, EV_PUBLISH,
-    EV_REJECT, FRAME_ERROR, PROPERTY_NAMES, FrameError,
+    EV_REJECT, FRAME_ERROR, PROPERTY_NAMES, UNEXPECTED_FRAME, FrameError,
 )
 # Encoding properties and tables is not a hot path (dead-lettering, tests): shared Python code.
 from leveret._frames_py import HEARTBEAT_FRAME, encode_properties, encode_table
@@ -320,12 +320,13 @@ cdef object _value(_Cursor c, int depth):
     raise FrameError(FRAME_ERROR, f"unknown field table value type {bytes([t])!r}")
 
 
-def decode_properties(bytes raw):
+def decode_properties(raw):
     """Decode ``raw_props`` (flags + property list) into a dict of the properties present."""
+    cdef const unsigned char[::1] view = raw
     cdef _Cursor c = _Cursor()
-    c.p = <const unsigned char*>PyBytes_AS_STRING(raw)
+    c.p = &view[0] if view.shape[0] else <const unsigned char*>b""
     c.pos = 0
-    c.end = PyBytes_GET_SIZE(raw)
+    c.end = view.shape[0]
     cdef uint16_t flags = 0
     cdef Py_ssize_t used = _skip_flags(c.p, c.end, &flags)
     if used < 0:
@@ -430,12 +431,13 @@ cdef object _method_event(int channel, const unsigned char* p, Py_ssize_t size):
         if exchange is None:
             return (EV_ERROR, channel, FRAME_ERROR, "cannot decode basic.publish")
         routing_key = _decode_short(p, size, &pos)
-        if routing_key is None or pos + 1 > size:
+        # exactly one octet of bits must follow: RabbitMQ refuses trailing bytes too
+        if routing_key is None or pos + 1 != size:
             return (EV_ERROR, channel, FRAME_ERROR, "cannot decode basic.publish")
         bits = p[pos]
         return (EV_PUBLISH, channel, exchange, routing_key, (bits & 1) != 0, (bits & 2) != 0)
     if index == 0x003C0050 or index == 0x003C0078 or index == 0x003C005A:
-        if size < 13:
+        if size != 13:  # tag + bits, nothing more (RabbitMQ: "cannot decode")
             return (EV_ERROR, channel, FRAME_ERROR, "cannot decode acknowledgement")
         tag = rd64(p + 4)
         bits = p[12]
@@ -482,8 +484,11 @@ def split_frames(buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t frame_max):
         elif ftype == 2:
             ev = _header_event(channel, p + 7, size)
         elif ftype == 8:
-            if channel != 0:
-                ev = (EV_ERROR, channel, FRAME_ERROR, "heartbeat frame on a non-zero channel")
+            # as RabbitMQ 3.10: a payload is an unknown frame (501), a channel is 505
+            if size != 0:
+                ev = (EV_ERROR, channel, FRAME_ERROR, "heartbeat frame with a payload")
+            elif channel != 0:
+                ev = (EV_ERROR, channel, UNEXPECTED_FRAME, "heartbeat frame on a non-zero channel")
             else:
                 ev = (EV_HEARTBEAT, channel)
         else:
@@ -497,8 +502,30 @@ def split_frames(buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t frame_max):
 
 # ------------------------------------------------------------------ encoding (hot)
 
-cdef inline const char* _utf8(object s, Py_ssize_t* n) except NULL:
-    cdef const char* p = PyUnicode_AsUTF8AndSize(s, n)
+cdef object _name(object v):
+    """A short-string argument as the pure twin takes it: str, or bytes-like (kept as bytes)."""
+    if isinstance(v, (str, bytes)):
+        return v
+    if isinstance(v, (bytearray, memoryview)):
+        return bytes(v)
+    raise TypeError(f"cannot encode {type(v).__name__} as a short string")
+
+
+cdef bytes _blob(object v):
+    """Properties or a body as bytes: bytes pass through, other buffers are copied once."""
+    if isinstance(v, bytes):
+        return <bytes>v
+    return bytes(memoryview(v))
+
+
+cdef inline const char* _short(object s, Py_ssize_t* n) except NULL:
+    """UTF-8 of a str (cached by CPython) or the bytes themselves; refuses over 255 bytes."""
+    cdef const char* p
+    if isinstance(s, str):
+        p = PyUnicode_AsUTF8AndSize(s, n)
+    else:
+        p = PyBytes_AS_STRING(s)
+        n[0] = PyBytes_GET_SIZE(s)
     if n[0] > 255:
         raise ValueError("short string longer than 255 bytes")
     return p
@@ -521,8 +548,8 @@ cdef inline unsigned char* _put_short(unsigned char* w, const char* s, Py_ssize_
     return w + 1 + n
 
 
-cdef unsigned char* _put_content(unsigned char* w, int channel, bytes raw_props, bytes body,
-                                 Py_ssize_t chunk):
+cdef unsigned char* _put_content(unsigned char* w, uint16_t channel, bytes raw_props,
+                                 bytes body, Py_ssize_t chunk):
     cdef Py_ssize_t nprops = PyBytes_GET_SIZE(raw_props)
     cdef Py_ssize_t nbody = PyBytes_GET_SIZE(body)
     cdef const char* b = PyBytes_AS_STRING(body)
@@ -550,24 +577,29 @@ cdef unsigned char* _put_content(unsigned char* w, int channel, bytes raw_props,
     return w
 
 
-cdef inline Py_ssize_t _chunk(Py_ssize_t frame_max, Py_ssize_t nbody):
+cdef inline Py_ssize_t _chunk(Py_ssize_t frame_max, Py_ssize_t nbody) except -1:
+    """Body bytes per frame: frame_max less 8 bytes of framing; 0 means unbounded."""
     if frame_max:
+        if frame_max < 9:
+            raise ValueError(f"frame_max {frame_max} leaves no room for a body")
         return frame_max - 8
     return nbody if nbody else 1
 
 
-def encode_deliver(bytearray out, int channel, str consumer_tag, uint64_t delivery_tag,
-                   bint redelivered, str exchange, str routing_key, bytes raw_props, bytes body,
+def encode_deliver(bytearray out, uint16_t channel, consumer_tag, uint64_t delivery_tag,
+                   bint redelivered, exchange, routing_key, raw_props, body,
                    Py_ssize_t frame_max):
     """Append basic.deliver + content header + body frames to ``out``."""
+    consumer_tag, exchange, routing_key = _name(consumer_tag), _name(exchange), _name(routing_key)
+    cdef bytes props = _blob(raw_props), data = _blob(body)
     cdef Py_ssize_t nt, ne, nr
-    cdef const char* t = _utf8(consumer_tag, &nt)
-    cdef const char* e = _utf8(exchange, &ne)
-    cdef const char* r = _utf8(routing_key, &nr)
+    cdef const char* t = _short(consumer_tag, &nt)
+    cdef const char* e = _short(exchange, &ne)
+    cdef const char* r = _short(routing_key, &nr)
     cdef Py_ssize_t args = 1 + nt + 8 + 1 + 1 + ne + 1 + nr
-    cdef Py_ssize_t chunk = _chunk(frame_max, PyBytes_GET_SIZE(body))
+    cdef Py_ssize_t chunk = _chunk(frame_max, PyBytes_GET_SIZE(data))
     cdef unsigned char* w = _grow(out, 8 + 4 + args + _content_size(
-        PyBytes_GET_SIZE(raw_props), PyBytes_GET_SIZE(body), chunk))
+        PyBytes_GET_SIZE(props), PyBytes_GET_SIZE(data), chunk))
     w[0] = 1
     wr16(w + 1, channel)
     wr32(w + 3, <uint32_t>(4 + args))
@@ -578,20 +610,22 @@ def encode_deliver(bytearray out, int channel, str consumer_tag, uint64_t delive
     w = _put_short(w + 9, e, ne)
     w = _put_short(w, r, nr)
     w[0] = FRAME_END
-    _put_content(w + 1, channel, raw_props, body, chunk)
+    _put_content(w + 1, channel, props, data, chunk)
 
 
-def encode_get_ok(bytearray out, int channel, uint64_t delivery_tag, bint redelivered,
-                  str exchange, str routing_key, uint32_t message_count, bytes raw_props,
-                  bytes body, Py_ssize_t frame_max):
+def encode_get_ok(bytearray out, uint16_t channel, uint64_t delivery_tag, bint redelivered,
+                  exchange, routing_key, uint32_t message_count, raw_props, body,
+                  Py_ssize_t frame_max):
     """Append basic.get-ok + content header + body frames to ``out``."""
+    exchange, routing_key = _name(exchange), _name(routing_key)
+    cdef bytes props = _blob(raw_props), data = _blob(body)
     cdef Py_ssize_t ne, nr
-    cdef const char* e = _utf8(exchange, &ne)
-    cdef const char* r = _utf8(routing_key, &nr)
+    cdef const char* e = _short(exchange, &ne)
+    cdef const char* r = _short(routing_key, &nr)
     cdef Py_ssize_t args = 8 + 1 + 1 + ne + 1 + nr + 4
-    cdef Py_ssize_t chunk = _chunk(frame_max, PyBytes_GET_SIZE(body))
+    cdef Py_ssize_t chunk = _chunk(frame_max, PyBytes_GET_SIZE(data))
     cdef unsigned char* w = _grow(out, 8 + 4 + args + _content_size(
-        PyBytes_GET_SIZE(raw_props), PyBytes_GET_SIZE(body), chunk))
+        PyBytes_GET_SIZE(props), PyBytes_GET_SIZE(data), chunk))
     w[0] = 1
     wr16(w + 1, channel)
     wr32(w + 3, <uint32_t>(4 + args))
@@ -602,21 +636,22 @@ def encode_get_ok(bytearray out, int channel, uint64_t delivery_tag, bint redeli
     w = _put_short(w, r, nr)
     wr32(w, message_count)
     w[4] = FRAME_END
-    _put_content(w + 5, channel, raw_props, body, chunk)
+    _put_content(w + 5, channel, props, data, chunk)
 
 
-def encode_return(bytearray out, int channel, uint16_t reply_code, str reply_text,
-                  str exchange, str routing_key, bytes raw_props, bytes body,
-                  Py_ssize_t frame_max):
+def encode_return(bytearray out, uint16_t channel, uint16_t reply_code, reply_text,
+                  exchange, routing_key, raw_props, body, Py_ssize_t frame_max):
     """Append basic.return + content header + body frames to ``out``."""
+    reply_text, exchange, routing_key = _name(reply_text), _name(exchange), _name(routing_key)
+    cdef bytes props = _blob(raw_props), data = _blob(body)
     cdef Py_ssize_t nt, ne, nr
-    cdef const char* t = _utf8(reply_text, &nt)
-    cdef const char* e = _utf8(exchange, &ne)
-    cdef const char* r = _utf8(routing_key, &nr)
+    cdef const char* t = _short(reply_text, &nt)
+    cdef const char* e = _short(exchange, &ne)
+    cdef const char* r = _short(routing_key, &nr)
     cdef Py_ssize_t args = 2 + 1 + nt + 1 + ne + 1 + nr
-    cdef Py_ssize_t chunk = _chunk(frame_max, PyBytes_GET_SIZE(body))
+    cdef Py_ssize_t chunk = _chunk(frame_max, PyBytes_GET_SIZE(data))
     cdef unsigned char* w = _grow(out, 8 + 4 + args + _content_size(
-        PyBytes_GET_SIZE(raw_props), PyBytes_GET_SIZE(body), chunk))
+        PyBytes_GET_SIZE(props), PyBytes_GET_SIZE(data), chunk))
     w[0] = 1
     wr16(w + 1, channel)
     wr32(w + 3, <uint32_t>(4 + args))
@@ -626,10 +661,10 @@ def encode_return(bytearray out, int channel, uint16_t reply_code, str reply_tex
     w = _put_short(w, e, ne)
     w = _put_short(w, r, nr)
     w[0] = FRAME_END
-    _put_content(w + 1, channel, raw_props, body, chunk)
+    _put_content(w + 1, channel, props, data, chunk)
 
 
-cdef void _put_confirm(bytearray out, int channel, uint32_t index, uint64_t tag,
+cdef void _put_confirm(bytearray out, uint16_t channel, uint32_t index, uint64_t tag,
                        unsigned char bits) except *:
     cdef unsigned char* w = _grow(out, 21)
     w[0] = 1
@@ -641,12 +676,13 @@ cdef void _put_confirm(bytearray out, int channel, uint32_t index, uint64_t tag,
     w[20] = FRAME_END
 
 
-def encode_ack(bytearray out, int channel, uint64_t delivery_tag, bint multiple):
+def encode_ack(bytearray out, uint16_t channel, uint64_t delivery_tag, bint multiple):
     """Append a basic.ack (publisher confirm) to ``out``."""
     _put_confirm(out, channel, 0x003C0050, delivery_tag, 1 if multiple else 0)
 
 
-def encode_nack(bytearray out, int channel, uint64_t delivery_tag, bint multiple, bint requeue):
+def encode_nack(bytearray out, uint16_t channel, uint64_t delivery_tag, bint multiple,
+                bint requeue):
     """Append a basic.nack (publisher confirm) to ``out``."""
     _put_confirm(out, channel, 0x003C0078, delivery_tag,
                  (1 if multiple else 0) | (2 if requeue else 0))

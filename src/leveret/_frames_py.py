@@ -34,6 +34,7 @@ from ._frames_common import (
     FRAME_HEARTBEAT,
     FRAME_METHOD,
     PROPERTY_NAMES,
+    UNEXPECTED_FRAME,
     FrameError,
     LongInt,
 )
@@ -242,20 +243,25 @@ def _decode_method(channel: int, index: int, payload: bytes) -> tuple:
         exchange = r.shortstr()
         routing_key = r.shortstr()
         bits = r.u8()
+        _no_trailing(r, "basic.publish")
         return (EV_PUBLISH, channel, exchange, routing_key, bool(bits & 1), bool(bits & 2))
-    if index == BASIC_ACK:
+    if index in (BASIC_ACK, BASIC_NACK, BASIC_REJECT):
         tag = r.u64()
         bits = r.u8()
-        return (EV_ACK, channel, tag, bool(bits & 1))
-    if index == BASIC_NACK:
-        tag = r.u64()
-        bits = r.u8()
-        return (EV_NACK, channel, tag, bool(bits & 1), bool(bits & 2))
-    if index == BASIC_REJECT:
-        tag = r.u64()
-        bits = r.u8()
+        _no_trailing(r, "acknowledgement")
+        if index == BASIC_ACK:
+            return (EV_ACK, channel, tag, bool(bits & 1))
+        if index == BASIC_NACK:
+            return (EV_NACK, channel, tag, bool(bits & 1), bool(bits & 2))
         return (EV_REJECT, channel, tag, bool(bits & 1))
     return (EV_METHOD, channel, index, bytes(payload[4:]))
+
+
+def _no_trailing(r: _Reader, what: str) -> None:
+    # RabbitMQ decodes method arguments with an exact binary match: extra bytes are
+    # "FRAME_ERROR - cannot decode", like missing ones.
+    if r.pos != r.end:
+        raise FrameError(FRAME_ERROR, f"cannot decode {what}: trailing bytes")
 
 
 def split_frames(buf: Any, start: int, end: int, frame_max: int) -> tuple[list[tuple], int]:
@@ -267,6 +273,8 @@ def split_frames(buf: Any, start: int, end: int, frame_max: int) -> tuple[list[t
     """
     events: list[tuple] = []
     mv = memoryview(buf)
+    if start < 0 or start > end or end > mv.nbytes:
+        raise ValueError("start/end outside the buffer")
     pos = start
     while end - pos >= 7:
         ftype, channel, size = _FRAME_HEAD.unpack_from(mv, pos)
@@ -297,8 +305,11 @@ def split_frames(buf: Any, start: int, end: int, frame_max: int) -> tuple[list[t
             elif ftype == FRAME_BODY:
                 events.append((EV_BODY, channel, payload))
             elif ftype == FRAME_HEARTBEAT:
+                # as RabbitMQ 3.10: a payload is an unknown frame (501), a channel is 505
+                if size:
+                    raise FrameError(FRAME_ERROR, "heartbeat frame with a payload")
                 if channel != 0:
-                    raise FrameError(FRAME_ERROR, "heartbeat frame on a non-zero channel")
+                    raise FrameError(UNEXPECTED_FRAME, "heartbeat frame on a non-zero channel")
                 events.append((EV_HEARTBEAT, channel))
             else:
                 raise FrameError(FRAME_ERROR, f"unknown frame type {ftype}")
@@ -313,7 +324,12 @@ def split_frames(buf: Any, start: int, end: int, frame_max: int) -> tuple[list[t
 
 
 def _shortstr(value: str | bytes) -> bytes:
-    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+    else:  # bytes(5) would be five zero bytes
+        raise TypeError(f"cannot encode {type(value).__name__} as a short string")
     if len(raw) > 255:
         raise ValueError("short string longer than 255 bytes")
     return bytes((len(raw),)) + raw
@@ -401,6 +417,12 @@ def _content(out: bytearray, channel: int, raw_props: bytes, body: bytes, frame_
         out.append(FRAME_END)
 
 
+def _check_frame_max(frame_max: int) -> None:
+    # checked before anything is appended, so a refused call leaves ``out`` as it was
+    if frame_max and frame_max < 9:
+        raise ValueError(f"frame_max {frame_max} leaves no room for a body")
+
+
 def _method(out: bytearray, channel: int, index: int, args: bytes) -> None:
     out += _METHOD_HEAD.pack(FRAME_METHOD, channel, 4 + len(args), index)
     out += args
@@ -420,6 +442,7 @@ def encode_deliver(
     frame_max: int,
 ) -> None:
     """Append basic.deliver + content header + body frames to ``out``."""
+    _check_frame_max(frame_max)
     args = (
         _shortstr(consumer_tag)
         + _U64.pack(delivery_tag)
@@ -444,6 +467,7 @@ def encode_get_ok(
     frame_max: int,
 ) -> None:
     """Append basic.get-ok + content header + body frames to ``out``."""
+    _check_frame_max(frame_max)
     args = (
         _U64.pack(delivery_tag)
         + (b"\x01" if redelivered else b"\x00")
@@ -467,6 +491,7 @@ def encode_return(
     frame_max: int,
 ) -> None:
     """Append basic.return + content header + body frames to ``out``."""
+    _check_frame_max(frame_max)
     args = (_U16.pack(reply_code) + _shortstr(reply_text) + _shortstr(exchange)
             + _shortstr(routing_key))
     _method(out, channel, BASIC_RETURN, args)
