@@ -17,6 +17,8 @@ from .errors import PRECONDITION_FAILED, ChannelError
 
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 MAX_PRIORITY = 255
+# RabbitMQ's ?MAX_EXPIRY_TIMER: TTLs and x-expires above ten years are refused (value_too_large)
+MAX_EXPIRY = 315_360_000_000
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ def parse_queue_arguments(arguments: dict[str, Any], queue: str, vhost: str) -> 
         return ChannelError(PRECONDITION_FAILED,
                             f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {reason}")
 
-    def integer(key: str, minimum: int, maximum: int | None = None) -> int | None:
+    def integer(key: str, minimum: int, maximum: int | None = None,
+                too_large: int | None = None) -> int | None:
         if key not in arguments:
             return None
         v = arguments[key]
@@ -80,6 +83,8 @@ def parse_queue_arguments(arguments: dict[str, Any], queue: str, vhost: str) -> 
             raise fail(key, f"{{value_zero,{v}}}")
         if maximum is not None and v > maximum:
             raise fail(key, f"{{max_value_exceeded,{v}}}")
+        if too_large is not None and v > too_large:
+            raise fail(key, f"{{value_too_large,{v}}}")
         return v
 
     def string(key: str) -> str | None:
@@ -95,8 +100,8 @@ def parse_queue_arguments(arguments: dict[str, Any], queue: str, vhost: str) -> 
                 f"vhost '{vhost}'")
         return v
 
-    ttl = integer("x-message-ttl", 0)
-    expires = integer("x-expires", 1)
+    ttl = integer("x-message-ttl", 0, too_large=MAX_EXPIRY)
+    expires = integer("x-expires", 1, too_large=MAX_EXPIRY)
     max_length = integer("x-max-length", 0)
     max_bytes = integer("x-max-length-bytes", 0)
     max_priority = integer("x-max-priority", 0, MAX_PRIORITY)
@@ -104,7 +109,11 @@ def parse_queue_arguments(arguments: dict[str, Any], queue: str, vhost: str) -> 
     dlrk = string("x-dead-letter-routing-key")
     if dlrk is not None and dlx is None:
         raise fail("x-dead-letter-routing-key", "routing_key_but_no_dlx_defined")
-    overflow = string("x-overflow") or "drop-head"
+    overflow = arguments.get("x-overflow", "drop-head")
+    if isinstance(overflow, bytes):
+        overflow = overflow.decode("utf-8", "replace")
+    if not isinstance(overflow, str):
+        raise fail("x-overflow", f"{{unacceptable_type,{amqp_type_name(overflow)}}}")
     if overflow not in OVERFLOW_MODES:
         raise fail("x-overflow", "invalid_overflow")
     sac = arguments.get("x-single-active-consumer", False)
@@ -122,11 +131,14 @@ def parse_queue_arguments(arguments: dict[str, Any], queue: str, vhost: str) -> 
 
 
 def parse_expiration(value: str) -> int:
-    """The per-message ``expiration`` property in ms; 406 with RabbitMQ's text when invalid."""
+    """The per-message ``expiration`` property in ms; 406 with RabbitMQ's text when invalid.
+
+    RabbitMQ parses it with Erlang's ``string:to_integer``: an optional sign, then digits.
+    """
     def fail(reason: str) -> ChannelError:
         return ChannelError(PRECONDITION_FAILED, f"invalid expiration '{value}': {reason}")
 
-    digits = value[1:] if value[:1] == "-" else value
+    digits = value[1:] if value[:1] in ("-", "+") else value
     n = 0
     while n < len(digits) and digits[n].isascii() and digits[n].isdigit():
         n += 1
@@ -137,4 +149,6 @@ def parse_expiration(value: str) -> int:
     ms = int(value)
     if ms < 0:
         raise fail(f"{{value_negative,{ms}}}")
+    if ms > MAX_EXPIRY:
+        raise fail(f"{{value_too_large,{ms}}}")
     return ms
