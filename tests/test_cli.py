@@ -17,6 +17,8 @@ from conftest import free_port
 
 def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
+    if "--data-dir" not in args:
+        args = ("--in-memory", *args)
     proc = subprocess.Popen(
         [sys.executable, "-m", "leveret", "--host", "127.0.0.1", "--port", str(port), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -56,7 +58,8 @@ def test_port_in_use_is_one_line_and_exit_1():
         s.listen()
         port = s.getsockname()[1]
         out = subprocess.run([sys.executable, "-m", "leveret", "--host", "127.0.0.1",
-                              "--port", str(port)], capture_output=True, text=True, timeout=30)
+                              "--port", str(port), "--in-memory"], capture_output=True, text=True,
+                             timeout=30)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
@@ -109,3 +112,38 @@ def test_answers_amqp_once_it_says_it_listens():
             assert s.recv(8)[:1] == b"\x01"  # connection.start is a method frame
     finally:
         stop(proc)
+
+
+def test_default_data_dir_is_per_user_and_printed(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leveret", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+    )
+    line = proc.stdout.readline()
+    try:
+        assert f"data {tmp_path / 'leveret'}" in line
+        assert (tmp_path / "leveret" / "VERSION").exists()
+    finally:
+        stop(proc)
+
+
+def test_second_broker_on_the_same_data_dir_is_refused(tmp_path):
+    proc, _ = start("--data-dir", str(tmp_path))
+    try:
+        out = subprocess.run([sys.executable, "-m", "leveret", "--port", str(free_port()),
+                              "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 1
+        assert "in use by another leveret" in out.stderr and "Traceback" not in out.stderr
+    finally:
+        stop(proc)
+
+
+def test_incompatible_data_dir_is_refused(tmp_path):
+    (tmp_path / "VERSION").write_text("leveret-store 99\n")
+    out = subprocess.run([sys.executable, "-m", "leveret", "--port", str(free_port()),
+                          "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert "leveret-store 99" in out.stderr and "Traceback" not in out.stderr

@@ -27,6 +27,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="default user's password (env RABBITMQ_DEFAULT_PASS, default guest)")
     p.add_argument("--vhost", default=env.get("RABBITMQ_DEFAULT_VHOST", "/"),
                    help="default virtual host (env RABBITMQ_DEFAULT_VHOST, default /)")
+    store = p.add_mutually_exclusive_group()
+    store.add_argument("--data-dir", default=None,
+                       help="where durable definitions and persistent messages are kept "
+                            "(default: $XDG_DATA_HOME/leveret or ~/.local/share/leveret)")
+    store.add_argument("--in-memory", action="store_true",
+                       help="keep nothing on disk: durable entities last until shutdown")
     p.add_argument("--heartbeat", type=int, default=60, help="heartbeat proposed to clients (s)")
     p.add_argument("--frame-max", type=int, default=131072, help="largest frame (bytes)")
     p.add_argument("--channel-max", type=int, default=2047, help="most channels per connection")
@@ -49,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("leveret")
     from .broker import Broker, _new_loop
 
+    data_dir = None
+    if not args.in_memory:
+        from .store import default_data_dir
+
+        data_dir = args.data_dir or default_data_dir()
     broker = Broker(
         args.host,
         args.port,
@@ -59,14 +70,20 @@ def main(argv: list[str] | None = None) -> int:
         frame_max=args.frame_max,
         channel_max=args.channel_max,
         memory_high_watermark=args.memory_high_watermark,
+        data_dir=data_dir,
     )
     broker.settings.loop = args.loop
     loop = _new_loop(args.loop)
     asyncio.set_event_loop(loop)
 
     async def run() -> int:
+        from .store import StoreError
+
         try:
             await broker.start()
+        except StoreError as exc:
+            print(f"leveret: {exc}", file=sys.stderr)
+            return 1
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 print(f"leveret: cannot listen on {args.host}:{args.port}: address already in use",
@@ -81,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        log.info("Leveret %s listening on %s:%d (vhost %r, user %r)", __version__, args.host,
-                 broker.port, args.vhost, args.user)
+        log.info("Leveret %s listening on %s:%d (vhost %r, user %r, data %s)", __version__,
+                 args.host, broker.port, args.vhost, args.user, data_dir or "in memory")
         await stop.wait()
         log.info("shutting down")
         await broker.stop()

@@ -174,7 +174,8 @@ class Queue:
         self._rr = 0
         self._had_consumer = False
         self._mixed_priorities = False
-        self._plain = opts.plain
+        # durable queues take the feature path: persistent messages go to the store there
+        self._plain = opts.plain and not durable
         self._timed = opts.message_ttl is not None  # entries may carry deadlines
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -222,9 +223,10 @@ class Queue:
             if self.consumers:
                 self.dispatch()
             return True
-        return self._push_with_features(message)
+        return self._push_with_features(message, publisher, seq)
 
-    def _push_with_features(self, message: Message) -> bool:
+    def _push_with_features(self, message: Message, publisher: Channel | None = None,
+                            seq: int = 0) -> bool:
         opts = self.options
         size = len(message.body)
         if opts.overflow != "drop-head" and self._full(size):
@@ -236,6 +238,9 @@ class Queue:
             ttl = message.ttl if ttl is None else min(ttl, message.ttl)
         self._seq += 1
         entry = QueueEntry(self._seq, message)
+        store = self.vhost.store
+        if store is not None and self.durable and message.delivery_mode == 2:
+            store.add(self, entry, publisher, seq)
         if ttl is not None:
             self._timed = True
             entry.deadline = _now() + ttl / 1000.0
@@ -373,6 +378,8 @@ class Queue:
         if not consumer.no_ack:
             self.unacked += 1
             consumer.unacked += 1
+            if entry.store_id:
+                self.vhost.store.delivered(entry)  # type: ignore[union-attr]
         consumer.channel.deliver(consumer, self, entry)
         if consumer.no_ack:
             self.settled(entry)
@@ -398,7 +405,32 @@ class Queue:
         self._expire_head()
         if not self.ready:
             return None
-        return self._pop_ready()
+        entry = self._pop_ready()
+        if entry.store_id:
+            self.vhost.store.delivered(entry)  # type: ignore[union-attr]
+        return entry
+
+    def recovered(self, message: Message, store_id: int, redelivered: bool) -> None:
+        """A persistent message read back from the store at start-up, in its old order."""
+        self._seq += 1
+        entry = QueueEntry(self._seq, message)
+        entry.store_id = store_id
+        entry.redelivered = redelivered
+        if message.expiration is not None:
+            try:
+                message.ttl = int(message.expiration)
+            except ValueError:
+                message.ttl = None
+        ttl = self.options.message_ttl
+        if message.ttl is not None:
+            ttl = message.ttl if ttl is None else min(ttl, message.ttl)
+        if ttl is not None:
+            self._timed = True
+            entry.deadline = _now() + ttl / 1000.0
+        self.ready.append(entry)
+        size = len(message.body)
+        self.ready_bytes += size
+        self.memory.used += size
 
     # ------------------------------------------------------------------ settlement
 

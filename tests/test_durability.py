@@ -1,0 +1,255 @@
+"""Durable definitions and persistent messages survive restarts and kill -9."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pika
+import pika.exceptions
+import pytest
+
+from conftest import free_port
+from leveret import Broker
+
+PERSISTENT = pika.BasicProperties(delivery_mode=2)
+
+
+def connect(broker) -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.URLParameters(broker.url))
+
+
+def drain(ch, queue: str) -> list[tuple[bytes, bool]]:
+    out = []
+    while True:
+        method, _, body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            return out
+        out.append((body, method.redelivered))
+
+
+def test_durable_definitions_and_persistent_messages_survive_restart(tmp_path):
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        conn = connect(broker)
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.exchange_declare("orders", "topic", durable=True)
+        ch.queue_declare("kept", durable=True, arguments={"x-max-length": 100})
+        ch.queue_declare("transient-queue", durable=False)
+        ch.queue_bind("kept", "orders", "order.#")
+        for i in range(5):
+            ch.basic_publish("orders", "order.new", b"p%d" % i, PERSISTENT)
+        ch.basic_publish("orders", "order.new", b"transient")  # delivery_mode 1: not kept
+        ch.basic_publish("", "transient-queue", b"t", PERSISTENT)  # queue not durable
+        conn.close()
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        conn = connect(broker)
+        ch = conn.channel()
+        ch.exchange_declare("orders", "topic", durable=True, passive=True)
+        ok = ch.queue_declare("kept", durable=True, passive=True).method
+        assert ok.message_count == 5
+        assert broker.queue("kept").arguments == {"x-max-length": 100}
+        assert drain(ch, "kept") == [(b"p%d" % i, False) for i in range(5)]
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+            ch.queue_declare("transient-queue", passive=True)
+        ch = conn.channel()
+        ch.basic_publish("orders", "order.more", b"routed", PERSISTENT)  # the binding is back
+        assert drain(ch, "kept") == [(b"routed", False)]
+        conn.close()
+
+
+def test_acked_messages_do_not_come_back_and_unacked_are_redelivered(tmp_path):
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        conn = connect(broker)
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("work", durable=True)
+        for i in range(4):
+            ch.basic_publish("", "work", b"m%d" % i, PERSISTENT)
+        first, _, _ = ch.basic_get("work")
+        ch.basic_ack(first.delivery_tag)
+        ch.basic_get("work")  # m1 delivered, never acked
+        broker_conn_open = conn.is_open
+        assert broker_conn_open
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        ch = connect(broker).channel()
+        assert drain(ch, "work") == [(b"m1", True), (b"m2", False), (b"m3", False)]
+
+
+def test_deleted_durable_entities_stay_deleted(tmp_path):
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        ch = connect(broker).channel()
+        ch.exchange_declare("gone-x", "fanout", durable=True)
+        ch.queue_declare("gone-q", durable=True)
+        ch.queue_bind("gone-q", "gone-x")
+        ch.basic_publish("", "gone-q", b"x", PERSISTENT)
+        ch.queue_delete("gone-q")
+        ch.exchange_delete("gone-x")
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        assert broker.queues() == []
+        conn = connect(broker)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+            conn.channel().exchange_declare("gone-x", "fanout", passive=True)
+
+
+def test_purge_is_durable(tmp_path):
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        ch = connect(broker).channel()
+        ch.queue_declare("p", durable=True)
+        for _ in range(3):
+            ch.basic_publish("", "p", b"x", PERSISTENT)
+        ch.queue_purge("p")
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        assert broker.queue("p").messages == 0
+
+
+def test_damaged_tail_is_recovered_up_to_the_damage(tmp_path, caplog):
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        ch = connect(broker).channel()
+        ch.confirm_delivery()
+        ch.queue_declare("d", durable=True)
+        for i in range(3):
+            ch.basic_publish("", "d", b"ok%d" % i, PERSISTENT)
+    segment = sorted((tmp_path / "messages").glob("*.log"))[-1]
+    data = segment.read_bytes()
+    # cut the clean-shutdown record and half of the last message, then add garbage
+    clean_len = 8 + 1
+    segment.write_bytes(data[: len(data) - clean_len - 10] + b"\x00\x01garbage")
+    with caplog.at_level(logging.WARNING, logger="leveret.store"):
+        with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+            ch = connect(broker).channel()
+            got = drain(ch, "d")
+    assert [b for b, _ in got] == [b"ok0", b"ok1"]
+    assert all(redelivered for _, redelivered in got)  # not a clean shutdown: marked
+    assert any("damaged" in r.getMessage() for r in caplog.records)
+
+
+def test_damaged_definitions_do_not_prevent_start(tmp_path, caplog):
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        connect(broker).channel().queue_declare("q", durable=True)
+    (tmp_path / "definitions.json").write_text("{not json")
+    with caplog.at_level(logging.ERROR, logger="leveret.store"):
+        with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+            assert broker.queues() == []
+    assert any("damaged" in r.getMessage() for r in caplog.records)
+
+
+def test_segments_roll_and_dead_ones_are_deleted(tmp_path):
+    from leveret.store import Store
+
+    original = Store.__init__
+
+    def small_segments(self, directory, segment_bytes=64 << 20):
+        original(self, directory, segment_bytes=4096)
+
+    Store.__init__ = small_segments  # type: ignore[method-assign]
+    try:
+        with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+            conn = connect(broker)
+            ch = conn.channel()
+            ch.confirm_delivery()
+            ch.queue_declare("roll", durable=True)
+            for i in range(200):
+                ch.basic_publish("", "roll", b"%04d" % i + b"." * 200, PERSISTENT)
+            many = len(list((tmp_path / "messages").glob("*.log")))
+            assert many > 5
+            for _ in range(200):
+                method, _, _ = ch.basic_get("roll")
+                ch.basic_ack(method.delivery_tag)
+            ch.basic_publish("", "roll", b"last", PERSISTENT)  # a flush after the acks
+            assert len(list((tmp_path / "messages").glob("*.log"))) < many
+        with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+            assert [m.body for m in broker.peek("roll")] == [b"last"]
+    finally:
+        Store.__init__ = original  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------- crash safety
+
+
+def _start_server(data_dir: str, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leveret", "--host", "127.0.0.1", "--port", str(port),
+         "--data-dir", data_dir, "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port)).close()
+            return proc
+        except pika.exceptions.AMQPConnectionError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+def _load(port: int, confirmed: set[int], acked: set[int], stop: threading.Event) -> None:
+    """Publish persistent messages with confirms; consume and ack some; until killed."""
+    try:
+        pub = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        pch = pub.channel()
+        pch.confirm_delivery()
+        cons = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        cch = cons.channel()
+        n = 0
+        while not stop.is_set():
+            for _ in range(20):
+                pch.basic_publish("", "crash", str(n).encode(), PERSISTENT)
+                confirmed.add(n)  # basic_publish returned: the broker confirmed it
+                n += 1
+            method, _, body = cch.basic_get("crash")
+            if method is not None:
+                cch.basic_ack(method.delivery_tag)
+                # acked is only recorded once the ack is sent; it may or may not be on disk
+                acked.add(int(body))
+    except (pika.exceptions.AMQPError, OSError, ValueError):
+        return  # the server was killed under us
+
+
+@pytest.mark.parametrize("round_", range(8))
+def test_kill_9_under_load_loses_no_confirmed_message(tmp_path, round_):
+    rng = random.Random(round_)
+    data_dir = str(tmp_path)
+    port = free_port()
+    proc = _start_server(data_dir, port)
+    setup = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    setup.channel().queue_declare("crash", durable=True)
+    setup.close()
+    confirmed: set[int] = set()
+    acked: set[int] = set()
+    stop = threading.Event()
+    worker = threading.Thread(target=_load, args=(port, confirmed, acked, stop), daemon=True)
+    worker.start()
+    time.sleep(rng.uniform(0.2, 1.0))  # a random moment under load
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    worker.join(10)
+    confirmed_snapshot, acked_snapshot = set(confirmed), set(acked)
+    assert confirmed_snapshot, "the load never got going"
+
+    port = free_port()
+    proc = _start_server(data_dir, port)
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = conn.channel()
+        back: dict[int, bool] = {}
+        while True:
+            method, _, body = ch.basic_get("crash", auto_ack=True)
+            if method is None:
+                break
+            back[int(body)] = method.redelivered
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    lost = confirmed_snapshot - acked_snapshot - set(back)
+    assert not lost, f"confirmed messages lost: {sorted(lost)[:10]}"
+    for n in acked_snapshot & set(back):
+        assert back[n], f"acked message {n} came back without redelivered"
