@@ -12,13 +12,14 @@ end-to-end messages/s of each and the Leveret/RabbitMQ ratio per scenario.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -85,10 +86,8 @@ def main() -> int:
     if not rabbit:
         print("no RabbitMQ on localhost:5672: measuring Leveret alone", file=sys.stderr)
     port = free_port()
-    data_dir = f"/tmp/leveret-bench-{os.getpid()}"
-    cmd = shlex.split(args.leveret_cmd) + ["--port", str(port)]
-    if "-P 1 -c 100" in scenarios:
-        cmd += ["--data-dir", data_dir] if _supports_data_dir(cmd) else []
+    data_dir = tempfile.mkdtemp(prefix="leveret-bench-")  # durable like RabbitMQ's, but fresh
+    cmd = shlex.split(args.leveret_cmd) + ["--port", str(port), "--data-dir", data_dir]
     server = subprocess.Popen(cmd)
     try:
         if not wait_port(port):
@@ -112,13 +111,8 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(10)
+        shutil.rmtree(data_dir, ignore_errors=True)
     return 0
-
-
-def _supports_data_dir(cmd: list[str]) -> bool:
-    out = subprocess.run(cmd[:3] + ["--help"] if cmd[1:2] == ["-m"] else cmd[:1] + ["--help"],
-                         capture_output=True, text=True)
-    return "--data-dir" in out.stdout
 
 
 if __name__ == "__main__":
