@@ -349,16 +349,15 @@ def _encode_value(value: Any) -> bytes:
     if isinstance(value, float):
         return b"d" + struct.pack(">d", value)
     if isinstance(value, decimal.Decimal):
-        sign, digits, exponent = value.normalize().as_tuple()
+        exponent = value.normalize().as_tuple().exponent
         exp = -int(exponent) if isinstance(exponent, int) and exponent < 0 else 0
-        raw = int(value.scaleb(exp))
-        return b"D" + struct.pack(">Bi", exp, raw)
+        return b"D" + struct.pack(">Bi", exp, int(value.scaleb(exp)))
     if isinstance(value, str):
-        raw = value.encode("utf-8")
-        return b"S" + _U32.pack(len(raw)) + raw
+        text = value.encode("utf-8")
+        return b"S" + _U32.pack(len(text)) + text
     if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        return b"x" + _U32.pack(len(raw)) + raw
+        blob = bytes(value)
+        return b"x" + _U32.pack(len(blob)) + blob
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.timezone.utc)
