@@ -103,6 +103,123 @@ def test_missing_dlx_drops_silently(channel):
     assert drain(channel, "orphan") == []
 
 
+def test_dead_letter_keeps_header_types(connection, channel):
+    """The client's headers come back with their wire types (a long stays a long)."""
+    from pika.compat import long
+
+    dead = dlx_setup(channel, "typed")
+    headers = {"as-long": long(7), "as-int": 7, "raw": b"\x00\x01", "flag": True, "s": "text",
+               "nested": {"n": long(1)}, "list": [1, "two"]}
+    channel.basic_publish("", "typed", b"x", pika.BasicProperties(
+        headers=headers, priority=3, delivery_mode=2, message_id="mid", content_type="a/b"))
+    method, _, _ = channel.basic_get("typed")
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    _, props, _ = get_one(connection, channel, dead)
+    got = props.headers
+    assert isinstance(got["as-long"], long) and not isinstance(got["as-int"], long)
+    assert isinstance(got["nested"]["n"], long)
+    for key, value in headers.items():
+        assert got[key] == value, key
+    assert isinstance(got["x-death"][0]["count"], long)  # RabbitMQ writes count as a long
+    assert (props.priority, props.delivery_mode, props.message_id, props.content_type) == (
+        3, 2, "mid", "a/b")
+
+
+def test_x_death_counts_per_queue_and_reason_most_recent_first(connection, channel):
+    # work rejects to retry (TTL 20 ms), which expires back into work
+    channel.queue_declare("retry", arguments={"x-message-ttl": 20, "x-dead-letter-exchange": "",
+                                              "x-dead-letter-routing-key": "work2"})
+    channel.queue_declare("work2", arguments={"x-dead-letter-exchange": "",
+                                              "x-dead-letter-routing-key": "retry"})
+    channel.basic_publish("", "work2", b"job", pika.BasicProperties(expiration="60000"))
+    deaths = []
+    for _ in range(3):
+        method, props, _ = get_one_manual(connection, channel, "work2")
+        deaths.append((props.headers or {}).get("x-death"))
+        channel.basic_reject(method.delivery_tag, requeue=False)
+    assert deaths[0] is None
+    first, second = deaths[1], deaths[2]
+    assert [(d["queue"], d["reason"], d["count"]) for d in first] == [
+        ("retry", "expired", 1), ("work2", "rejected", 1)]
+    assert [(d["queue"], d["reason"], d["count"]) for d in second] == [
+        ("retry", "expired", 2), ("work2", "rejected", 2)]
+    # the per-message TTL was recorded by the first death and dropped from the message
+    assert second[1]["original-expiration"] == "60000"
+    assert "original-expiration" not in second[0]
+    # an entry keeps the time of its first death
+    assert second[1]["time"] == first[1]["time"]
+    _, props, _ = get_one(connection, channel, "work2")
+    assert props.headers["x-first-death-queue"] == "work2"
+    assert props.headers["x-first-death-reason"] == "rejected"
+    assert props.expiration is None
+
+
+@pytest.mark.leveret_only  # RabbitMQ 3.13+ adds these; the local reference RabbitMQ is 3.10
+def test_x_last_death_headers(connection, channel):
+    channel.queue_declare("hop2", arguments={"x-message-ttl": 10, "x-dead-letter-exchange": "",
+                                             "x-dead-letter-routing-key": "end"})
+    channel.queue_declare("hop1", arguments={"x-dead-letter-exchange": "",
+                                             "x-dead-letter-routing-key": "hop2"})
+    channel.queue_declare("end")
+    channel.basic_publish("", "hop1", b"x")
+    method, _, _ = channel.basic_get("hop1")
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    _, props, _ = get_one(connection, channel, "end")
+    h = props.headers
+    assert (h["x-first-death-queue"], h["x-first-death-reason"]) == ("hop1", "rejected")
+    assert (h["x-last-death-queue"], h["x-last-death-reason"], h["x-last-death-exchange"]) == (
+        "hop2", "expired", "")
+
+
+def test_automatic_dead_letter_cycle_is_dropped(connection, channel):
+    """A message expiring back into the queue it expired from is dropped (no rejection in the
+    cycle); other queues bound to the dead-letter exchange still get it."""
+    channel.exchange_declare("cycle-dlx", "fanout")
+    channel.queue_declare("cyclic", arguments={"x-message-ttl": 10,
+                                               "x-dead-letter-exchange": "cycle-dlx"})
+    channel.queue_declare("witness")
+    channel.queue_bind("cyclic", "cycle-dlx")
+    channel.queue_bind("witness", "cycle-dlx")
+    channel.basic_publish("", "cyclic", b"x")
+    _, props, body = get_one(connection, channel, "witness")
+    assert body == b"x" and props.headers["x-death"][0]["queue"] == "cyclic"
+    # both copies were routed at the same moment: the cyclic one was dropped
+    assert channel.queue_declare("cyclic", passive=True).method.message_count == 0
+
+
+def test_rejection_breaks_a_cycle(connection, channel):
+    channel.exchange_declare("again-dlx", "fanout")
+    channel.queue_declare("again2", arguments={"x-dead-letter-exchange": "again-dlx"})
+    channel.queue_bind("again2", "again-dlx")
+    channel.basic_publish("", "again2", b"x")
+    for count in (1, 2, 3):
+        method, _, _ = get_one_manual(connection, channel, "again2")
+        channel.basic_nack(method.delivery_tag, requeue=False)
+        _, props, _ = get_one_manual_peek(connection, channel, "again2")
+        assert props.headers["x-death"][0]["count"] == count
+
+
+def get_one_manual_peek(connection, ch, queue: str):
+    """Get without acking, then requeue: the message stays where it was."""
+    method, props, body = get_one_manual(connection, ch, queue)
+    ch.basic_nack(method.delivery_tag, requeue=True)
+    return method, props, body
+
+
+def test_routing_key_override_drops_cc(connection, channel):
+    channel.exchange_declare("dlx-cc", "direct")
+    channel.queue_declare("cc-parking")
+    channel.queue_bind("cc-parking", "dlx-cc", "parked")
+    channel.queue_declare("cc-src", arguments={"x-dead-letter-exchange": "dlx-cc",
+                                               "x-dead-letter-routing-key": "parked"})
+    channel.basic_publish("", "cc-src", b"x", pika.BasicProperties(headers={"CC": ["other"]}))
+    method, _, _ = channel.basic_get("cc-src")
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    _, props, _ = get_one(connection, channel, "cc-parking")
+    assert "CC" not in props.headers
+    assert props.headers["x-death"][0]["routing-keys"] == ["cc-src", "other"]
+
+
 # ---------------------------------------------------------------- TTL
 
 
