@@ -16,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,8 +82,10 @@ def main() -> int:
     lev = []
     for _ in range(args.runs):
         port = free_port()
-        lev.append(measure([sys.executable, "-m", "leveret", "--port", str(port),
-                            "--log-level", "warning"], port))
+        with tempfile.TemporaryDirectory(prefix="leveret-startup-") as data_dir:
+            # a fresh data dir each run, as a cold RabbitMQ opens its own
+            lev.append(measure([sys.executable, "-m", "leveret", "--port", str(port),
+                                "--log-level", "warning", "--data-dir", data_dir], port))
     results = {"leveret": lev}
 
     if not args.no_rabbitmq and shutil.which("rabbitmq-server"):
