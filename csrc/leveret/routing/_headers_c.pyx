@@ -1,101 +1,393 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
-"""Compiled headers matcher: the twin of ``leveret.routing._headers_py`` (same semantics).
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled headers matcher: the twin of ``leveret.routing._headers_py`` (same API, results).
 
-Rules are parsed once at bind time into typed objects; matching is a C loop over them. Values
-of the same plain type (str, int, float) compare directly; anything else goes through the
-shared ``values_equal`` so both twins agree on RabbitMQ's equality.
+The same index as the pure twin (header name -> on-presence bindings and canonical value ->
+bindings), with the bindings numbered into slots so that a match counts hits in C arrays:
+a per-slot hit counter stamped with the match's epoch (no clearing between messages), a
+per-target stamp for deduplication, and slot numbers kept in bind order so that sorting the
+matched slots gives first-bound-first results. Unbinding frees a slot; when half the slots are
+free the index is rebuilt from the bindings, which keeps the numbering dense and ordered.
+
+The semantics (``x-match``, ``x-`` arguments, presence, RabbitMQ's value equality) come from
+``leveret.routing._common``, shared with the pure twin; see ``_headers_py`` for the rules.
 """
 
-from leveret.routing._headers_py import _freeze, values_equal
+from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport PyObject
+from libc.stdint cimport int32_t, uint32_t
+from libc.stdlib cimport free, qsort, realloc
+from libc.string cimport memset
 
-cdef object _MISSING = object()
-cdef dict _MODES = {"all": (True, False), "any": (False, False),
-                    "all-with-x": (True, True), "any-with-x": (False, True)}
+from leveret.routing._common import (
+    binding_identity,
+    binding_tests,
+    header_value,
+    x_match,
+)
+
+cdef object _header_value = header_value
 
 
-cdef inline bint _equal(object want, object have) except -1:
-    cdef type tw = type(want)
-    if tw is type(have) and (tw is str or tw is int or tw is float):
-        return want == have
-    return values_equal(want, have)
+cdef inline object _canonical(object value):
+    # the common cases without a Python call; the rest as _common decides
+    cdef type t = type(value)
+    if t is str or t is int:
+        return value
+    if t is float and value == value:
+        return value
+    return _header_value(value)
+
+
+cdef int _compare_slots(const void *a, const void *b) noexcept nogil:
+    return (<const int32_t *>a)[0] - (<const int32_t *>b)[0]
+
+
+cdef class _Slots:
+    """A growable C array of slot numbers (one posting list of the index)."""
+
+    cdef int32_t *items
+    cdef Py_ssize_t n
+    cdef Py_ssize_t cap
+
+    def __dealloc__(self):
+        free(self.items)
+
+    cdef int add(self, int32_t slot) except -1:
+        cdef Py_ssize_t cap
+        cdef int32_t *grown
+        if self.n == self.cap:
+            cap = self.cap * 2 if self.cap else 4
+            grown = <int32_t *>realloc(self.items, cap * sizeof(int32_t))
+            if grown is NULL:
+                raise MemoryError()
+            self.items = grown
+            self.cap = cap
+        self.items[self.n] = slot
+        self.n += 1
+        return 0
+
+    cdef void discard(self, int32_t slot) noexcept:
+        cdef Py_ssize_t i, j
+        for i in range(self.n):
+            if self.items[i] == slot:
+                for j in range(i + 1, self.n):
+                    self.items[j - 1] = self.items[j]
+                self.n -= 1
+                return
+
+
+cdef class _Name:
+    """The bindings that compare one header name: on presence, or by canonical value."""
+
+    cdef _Slots present
+    cdef dict values  # canonical value -> _Slots
+
+    def __cinit__(self):
+        self.present = _Slots()
+        self.values = {}
 
 
 cdef class _Rule:
-    cdef bint match_all
-    cdef tuple keys
-    cdef tuple values  # None = presence only
-    cdef object key
+    cdef object arguments  # dict, as bound
+    cdef object target
+    cdef list tests  # [(name, wanted value or None)]
+    cdef int32_t need  # hits that make a match: 0 matches always, -1 never
+    cdef int32_t slot  # -1 when not indexed (an 'any' binding with nothing to compare)
 
-    def __init__(self, arguments):
-        mode = arguments.get("x-match", "all")
-        if isinstance(mode, (bytes, bytearray)):
-            mode = bytes(mode).decode("utf-8", "replace")
-        match_all, with_x = _MODES.get(mode, (True, False)) if isinstance(mode, str) \
-            else (True, False)
-        self.match_all = match_all
-        tests = [(k, v) for k, v in arguments.items()
-                 if k != "x-match" and (with_x or not k.startswith("x-"))]
-        self.keys = tuple(k for k, _ in tests)
-        self.values = tuple(v for _, v in tests)
-        self.key = _freeze(dict(arguments))
+    def __init__(self, dict arguments, target):
+        match_all, with_x = x_match(arguments)
+        self.arguments = arguments
+        self.target = target
+        self.tests = binding_tests(arguments, with_x)
+        self.need = len(self.tests) if match_all else (1 if self.tests else -1)
+        self.slot = -1
 
-    cdef bint matches(self, dict headers) except -1:
-        cdef Py_ssize_t i, n = len(self.keys)
-        if self.match_all:
-            for i in range(n):
-                have = headers.get(self.keys[i], _MISSING)
-                if have is _MISSING:
-                    return False
-                want = self.values[i]
-                if want is not None and not _equal(want, have):
-                    return False
-            return True
-        for i in range(n):
-            have = headers.get(self.keys[i], _MISSING)
-            if have is not _MISSING:
-                want = self.values[i]
-                if want is None or _equal(want, have):
-                    return True
-        return False
+
+cdef inline Py_ssize_t _hits(_Slots found, int32_t *need, uint32_t *stamp, int32_t *count,
+                            uint32_t epoch, int32_t *matched, Py_ssize_t nm) noexcept:
+    """Count one hit for each slot of ``found``; record the slots that reach their need."""
+    cdef Py_ssize_t i
+    cdef int32_t slot
+    for i in range(found.n):
+        slot = found.items[i]
+        if stamp[slot] != epoch:
+            stamp[slot] = epoch
+            count[slot] = 1
+        else:
+            count[slot] += 1
+        if count[slot] == need[slot]:
+            matched[nm] = slot
+            nm += 1
+    return nm
 
 
 cdef class HeadersMatcher:
-    """Headers-exchange bindings: ``bind(arguments, target)``, ``unbind``, ``match(headers)``."""
+    """Headers-exchange bindings: ``bind(arguments, target)``, ``unbind``, ``match(headers)``.
 
-    cdef dict _bindings  # (frozen arguments, target) -> (rule, target)
+    A binding is identified by its arguments table and its target, as in RabbitMQ. Targets
+    are any hashable objects; ``match`` returns each matching target once, first-bound first.
+    """
+
+    cdef dict _rules  # (identity, target) -> _Rule, in bind order
+    cdef dict _names  # header name -> _Name
+    cdef _Slots _always  # slots of 'all' bindings with nothing to compare
+    cdef list _slot_rule  # slot -> _Rule or None (freed)
+    cdef Py_ssize_t _free  # freed slots not yet reclaimed by a rebuild
+    cdef dict _target_ids  # target -> [id, number of its bindings]
+    cdef list _targets  # id -> target or None
+    cdef list _free_ids
+    cdef uint32_t _epoch
+    # per slot: hits needed, epoch of the last hit, hits in that epoch, target id
+    cdef int32_t *_need
+    cdef uint32_t *_stamp
+    cdef int32_t *_count
+    cdef int32_t *_target_of
+    cdef int32_t *_matched  # scratch: matched slots of one match
+    cdef Py_ssize_t _cap
+    cdef uint32_t *_target_stamp
+    cdef Py_ssize_t _target_cap
 
     def __cinit__(self):
-        self._bindings = {}
+        self._rules = {}
+        self._names = {}
+        self._always = _Slots()
+        self._slot_rule = []
+        self._free = 0
+        self._target_ids = {}
+        self._targets = []
+        self._free_ids = []
+        self._epoch = 0
+        self._cap = 0
+        self._target_cap = 0
+
+    def __dealloc__(self):
+        free(self._need)
+        free(self._stamp)
+        free(self._count)
+        free(self._target_of)
+        free(self._matched)
+        free(self._target_stamp)
 
     def __len__(self):
-        return len(self._bindings)
+        return len(self._rules)
+
+    # ------------------------------------------------------------ C arrays
+
+    cdef int _grow_slots(self, Py_ssize_t need) except -1:
+        cdef Py_ssize_t cap = self._cap
+        if need <= cap:
+            return 0
+        cap = max(need, cap * 2, 16)
+        self._need = <int32_t *>_grow(self._need, cap * sizeof(int32_t))
+        self._count = <int32_t *>_grow(self._count, cap * sizeof(int32_t))
+        self._target_of = <int32_t *>_grow(self._target_of, cap * sizeof(int32_t))
+        self._matched = <int32_t *>_grow(self._matched, cap * sizeof(int32_t))
+        self._stamp = <uint32_t *>_grow(self._stamp, cap * sizeof(uint32_t))
+        memset(self._stamp + self._cap, 0, (cap - self._cap) * sizeof(uint32_t))
+        self._cap = cap
+        return 0
+
+    cdef int _grow_targets(self, Py_ssize_t need) except -1:
+        cdef Py_ssize_t cap = self._target_cap
+        if need <= cap:
+            return 0
+        cap = max(need, cap * 2, 16)
+        self._target_stamp = <uint32_t *>_grow(self._target_stamp, cap * sizeof(uint32_t))
+        memset(self._target_stamp + self._target_cap, 0,
+               (cap - self._target_cap) * sizeof(uint32_t))
+        self._target_cap = cap
+        return 0
+
+    # ------------------------------------------------------------ index upkeep
+
+    cdef int32_t _target_id(self, target) except -1:
+        cdef list entry = self._target_ids.get(target)
+        cdef Py_ssize_t tid
+        if entry is not None:
+            entry[1] += 1
+            return entry[0]
+        if self._free_ids:
+            tid = self._free_ids.pop()
+            self._targets[tid] = target
+        else:
+            tid = len(self._targets)
+            self._grow_targets(tid + 1)
+            self._targets.append(target)
+        self._target_ids[target] = [tid, 1]
+        return <int32_t>tid
+
+    cdef void _release_target(self, target):
+        cdef list entry = self._target_ids[target]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._target_ids[target]
+            self._targets[entry[0]] = None
+            self._free_ids.append(entry[0])
+
+    cdef int _index(self, _Rule rule) except -1:
+        """Give a rule the next slot (slots grow in bind order) and post its arguments."""
+        cdef Py_ssize_t slot = len(self._slot_rule)
+        cdef _Name entry
+        cdef _Slots posting
+        self._grow_slots(slot + 1)
+        self._slot_rule.append(rule)
+        rule.slot = <int32_t>slot
+        self._need[slot] = rule.need
+        self._stamp[slot] = 0
+        self._target_of[slot] = self._target_id(rule.target)
+        if rule.need == 0:
+            self._always.add(<int32_t>slot)
+            return 0
+        for name, want in rule.tests:
+            entry = self._names.get(name)
+            if entry is None:
+                entry = _Name()
+                self._names[name] = entry
+            if want is None:
+                entry.present.add(<int32_t>slot)
+            else:
+                key = header_value(want)
+                posting = entry.values.get(key)
+                if posting is None:
+                    posting = _Slots()
+                    entry.values[key] = posting
+                posting.add(<int32_t>slot)
+        return 0
+
+    cdef int _rebuild(self) except -1:
+        """Renumber the live rules densely, in bind order, and re-post them."""
+        cdef _Rule rule
+        self._names = {}
+        self._always = _Slots()
+        self._slot_rule = []
+        self._free = 0
+        self._target_ids = {}
+        self._targets = []
+        self._free_ids = []
+        for rule in self._rules.values():
+            if rule.slot >= 0:
+                self._index(rule)
+        return 0
+
+    # ------------------------------------------------------------ API
 
     def bind(self, arguments, target):
-        cdef _Rule rule = _Rule(arguments or {})
-        ident = (rule.key, target)
-        if ident in self._bindings:
+        """Add a binding; returns False if these arguments were already bound to ``target``."""
+        cdef dict args = dict(arguments) if arguments else {}
+        ident = (binding_identity(args), target)
+        if ident in self._rules:
             return False
-        self._bindings[ident] = (rule, target)
+        cdef _Rule rule = _Rule(args, target)
+        self._rules[ident] = rule
+        if rule.need >= 0:
+            self._index(rule)  # (an 'any' binding with nothing to compare never matches)
         return True
 
     def unbind(self, arguments, target):
-        ident = (_freeze(dict(arguments or {})), target)
-        return self._bindings.pop(ident, None) is not None
+        """Remove a binding; returns False if it did not exist."""
+        cdef _Rule rule = self._rules.pop(
+            (binding_identity(dict(arguments) if arguments else {}), target), None)
+        cdef _Name entry
+        cdef _Slots posting
+        cdef int32_t slot
+        if rule is None:
+            return False
+        slot = rule.slot
+        if slot < 0:
+            return True
+        rule.slot = -1
+        self._slot_rule[slot] = None
+        self._need[slot] = -1  # never reached by a count
+        self._release_target(rule.target)
+        if not rule.tests:
+            self._always.discard(slot)
+        for name, want in rule.tests:
+            entry = self._names[name]
+            if want is None:
+                entry.present.discard(slot)
+            else:
+                key = header_value(want)
+                posting = entry.values[key]
+                posting.discard(slot)
+                if posting.n == 0:
+                    del entry.values[key]
+            if entry.present.n == 0 and not entry.values:
+                del self._names[name]
+        self._free += 1
+        if self._free > 32 and self._free * 2 > len(self._slot_rule):
+            self._rebuild()
+        return True
 
     def clear(self):
-        self._bindings.clear()
+        """Remove every binding."""
+        self._rules = {}
+        self._rebuild()
 
     def bindings(self):
-        for rule, target in self._bindings.values():
-            yield dict(zip((<_Rule>rule).keys, (<_Rule>rule).values)), target
+        """Every (arguments, target) pair, in bind order."""
+        cdef _Rule rule
+        for rule in list(self._rules.values()):
+            yield dict(rule.arguments), rule.target
 
     def match(self, headers):
-        """Every target whose binding matches ``headers``, each once."""
-        cdef dict h = headers if type(headers) is dict else dict(headers or {})
-        cdef dict found = {}
-        cdef tuple pair
-        for pair in self._bindings.values():
-            target = pair[1]
-            if target not in found and (<_Rule>pair[0]).matches(h):
-                found[target] = None
-        return list(found)
+        """Every target whose binding matches ``headers``, each once, first-bound first."""
+        cdef Py_ssize_t nm = 0, i
+        cdef int32_t tid
+        cdef uint32_t epoch
+        cdef _Slots found
+        cdef _Name entry
+        cdef PyObject *ptr
+        cdef int32_t *need = self._need
+        cdef uint32_t *stamp = self._stamp
+        cdef int32_t *count = self._count
+        cdef int32_t *matched = self._matched
+        cdef dict names = self._names
+        cdef dict table
+
+        self._epoch += 1
+        if self._epoch == 0:  # wrapped: stale stamps could look current, so clear them
+            memset(self._stamp, 0, self._cap * sizeof(uint32_t))
+            memset(self._target_stamp, 0, self._target_cap * sizeof(uint32_t))
+            self._epoch = 1
+        epoch = self._epoch
+
+        if headers and names:
+            table = headers if type(headers) is dict else dict(headers)
+            for name, have in table.items():
+                ptr = PyDict_GetItem(names, name)
+                if ptr is NULL:
+                    continue
+                entry = <_Name>ptr
+                if entry.present.n:
+                    nm = _hits(entry.present, need, stamp, count, epoch, matched, nm)
+                if entry.values:
+                    ptr = PyDict_GetItem(entry.values, _canonical(have))
+                    if ptr is not NULL:
+                        nm = _hits(<_Slots>ptr, need, stamp, count, epoch, matched, nm)
+
+        found = self._always
+        for i in range(found.n):
+            matched[nm] = found.items[i]
+            nm += 1
+        if nm == 0:
+            return []
+        if nm > 1:
+            qsort(matched, nm, sizeof(int32_t), _compare_slots)
+
+        cdef list out = []
+        cdef list targets = self._targets
+        cdef uint32_t *target_stamp = self._target_stamp
+        cdef int32_t *target_of = self._target_of
+        for i in range(nm):
+            tid = target_of[matched[i]]
+            if target_stamp[tid] != epoch:
+                target_stamp[tid] = epoch
+                out.append(targets[tid])
+        return out
+
+
+cdef void *_grow(void *ptr, size_t size) except NULL:
+    cdef void *grown = realloc(ptr, size)
+    if grown is NULL:
+        raise MemoryError()
+    return grown
