@@ -284,6 +284,46 @@ def test_x_expires_deletes_unused_queue(connection, channel):
         connection.channel().queue_declare("fleeting", passive=True)
 
 
+def test_per_message_ttl_uses_the_smaller_of_queue_and_message(connection, channel):
+    dead = dlx_setup(channel, "both-ttl", **{"x-message-ttl": 600000})
+    channel.basic_publish("", "both-ttl", b"short", pika.BasicProperties(expiration="20"))
+    assert get_one(connection, channel, dead)[2] == b"short"
+
+
+def test_next_head_expires_on_time_after_the_head_leaves(connection, channel):
+    """The expiry timer follows the head: when a long-lived head is taken, a short-lived
+    message behind it is dead-lettered on time, without another publish or get."""
+    dead = dlx_setup(channel, "rearm")
+    channel.basic_publish("", "rearm", b"long", pika.BasicProperties(expiration="600000"))
+    channel.basic_publish("", "rearm", b"short", pika.BasicProperties(expiration="20"))
+    assert channel.basic_get("rearm", auto_ack=True)[2] == b"long"
+    assert get_one(connection, channel, dead, timeout=10)[2] == b"short"
+
+
+def test_expired_message_behind_the_head_waits_for_it(connection, channel):
+    """RabbitMQ expires at the head only; a priority queue's head is its highest priority."""
+    dead = dlx_setup(channel, "prio-ttl", **{"x-max-priority": 2})
+    channel.basic_publish("", "prio-ttl", b"high", pika.BasicProperties(priority=2))
+    channel.basic_publish("", "prio-ttl", b"low", pika.BasicProperties(expiration="10"))
+    assert channel.basic_get("prio-ttl", auto_ack=True)[2] == b"high"
+    assert get_one(connection, channel, dead)[2] == b"low"
+    assert drain(channel, "prio-ttl") == []
+
+
+def test_requeued_expired_message_is_dead_lettered_not_redelivered(connection, channel):
+    dead = dlx_setup(channel, "requeue-ttl", **{"x-message-ttl": 30})
+    channel.basic_publish("", "requeue-ttl", b"x")
+    method, _, _ = channel.basic_get("requeue-ttl")
+    assert method is not None
+    # hold it past its TTL: wait for a later message's expiry to prove the time has passed
+    channel.basic_publish("", "requeue-ttl", b"marker")
+    assert get_one(connection, channel, dead)[2] == b"marker"
+    channel.basic_nack(method.delivery_tag, requeue=True)
+    _, props, body = get_one(connection, channel, dead)
+    assert body == b"x" and props.headers["x-death"][0]["reason"] == "expired"
+    assert drain(channel, "requeue-ttl") == []
+
+
 # ---------------------------------------------------------------- length limits
 
 
@@ -312,6 +352,30 @@ def test_reject_publish_nacks_the_publisher(channel):
     with pytest.raises(pika.exceptions.NackError):
         channel.basic_publish("", "full", b"second")
     assert drain(channel, "full") == [b"first"]
+
+
+def test_reject_publish_counts_empty_messages(channel):
+    channel.queue_declare("full-empty", arguments={"x-max-length": 1,
+                                                   "x-overflow": "reject-publish"})
+    channel.confirm_delivery()
+    channel.basic_publish("", "full-empty", b"")
+    with pytest.raises(pika.exceptions.NackError):
+        channel.basic_publish("", "full-empty", b"")
+
+
+def test_reject_publish_refuses_even_with_a_waiting_consumer(connection, channel):
+    channel.queue_declare("zero-cap", arguments={"x-max-length": 0,
+                                                 "x-overflow": "reject-publish"})
+    channel.queue_declare("zero-drop", arguments={"x-max-length": 0})
+    inbox = Inbox()
+    consumer = connection.channel()
+    consumer.basic_consume("zero-cap", inbox, auto_ack=True)
+    consumer.basic_consume("zero-drop", inbox, auto_ack=True)
+    channel.confirm_delivery()
+    with pytest.raises(pika.exceptions.NackError):
+        channel.basic_publish("", "zero-cap", b"refused")
+    channel.basic_publish("", "zero-drop", b"handed-over")  # drop-head: delivered at once
+    assert [x[1] for x in inbox.wait(connection, 1)] == [b"handed-over"]
 
 
 def test_reject_publish_dlx(connection, channel):

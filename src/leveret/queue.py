@@ -83,6 +83,18 @@ class ReadyList(deque):  # type: ignore[type-arg]
     def head(self) -> QueueEntry:
         return self[0]  # type: ignore[no-any-return]
 
+    def pop_expired(self, now: float) -> QueueEntry | None:
+        """Remove and return the head if its deadline has passed."""
+        if self:
+            deadline = self[0].deadline
+            if deadline and deadline <= now:
+                return self.popleft()  # type: ignore[no-any-return]
+        return None
+
+    def next_deadline(self) -> float:
+        """When the head expires (0: it does not)."""
+        return self[0].deadline if self else 0.0  # type: ignore[no-any-return]
+
     def restore(self, entry: QueueEntry) -> None:
         """Put a requeued entry back where its sequence number says."""
         if not self or entry.seq < self[0].seq:
@@ -136,6 +148,23 @@ class PriorityReady:
                 return level.popleft()  # type: ignore[no-any-return]
         raise IndexError("empty")
 
+    # Expiry looks at the head of the highest non-empty priority only: RabbitMQ 3.10 leaves an
+    # expired low-priority message alone while a higher one waits (checked against it).
+    def pop_expired(self, now: float) -> QueueEntry | None:
+        for level in reversed(self.levels):
+            if level:
+                entry = level.pop_expired(now)
+                if entry is not None:
+                    self.count -= 1
+                return entry
+        return None
+
+    def next_deadline(self) -> float:
+        for level in reversed(self.levels):
+            if level:
+                return level.next_deadline()
+        return 0.0
+
     def clear(self) -> None:
         for level in self.levels:
             level.clear()
@@ -178,6 +207,8 @@ class Queue:
         self._plain = opts.plain and not durable
         self._timed = opts.message_ttl is not None  # entries may carry deadlines
         self._expiry_timer: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0  # when _expiry_timer fires
+        self._sac = opts.single_active_consumer
         self._idle_timer: asyncio.TimerHandle | None = None
         self.on_delete: list[Callable[[Queue], None]] = []
         self.memory = vhost.memory
@@ -229,7 +260,7 @@ class Queue:
                             seq: int = 0) -> bool:
         opts = self.options
         size = len(message.body)
-        if opts.overflow != "drop-head" and self._full(size):
+        if opts.overflow != "drop-head" and self._would_overflow(size):
             if opts.overflow == "reject-publish-dlx":
                 dead_letter(self, message, "maxlen")
             return False
@@ -253,13 +284,14 @@ class Queue:
                     return True
         if ttl == 0:
             # TTL 0: delivered at once or never (rabbitmq.com/docs/ttl)
+            self.settled(entry)
             dead_letter(self, message, "expired")
             return True
         self.ready.append(entry)
         self.ready_bytes += size
         self.memory.used += size
         if opts.overflow == "drop-head":
-            while self._full(0) and self.ready:
+            while self._full() and self.ready:
                 head = self._pop_ready()
                 self.settled(head)
                 dead_letter(self, head.message, "maxlen")
@@ -269,49 +301,65 @@ class Queue:
             self.dispatch()
         return True
 
-    def _full(self, incoming: int) -> bool:
-        """Over (or, for an incoming message, at) a length limit? Only ready messages count."""
+    def _would_overflow(self, size: int) -> bool:
+        """Would one more message of ``size`` bytes go over a length limit? RabbitMQ counts
+        ready messages only, and refuses even when a consumer could take it at once."""
         opts = self.options
-        if opts.max_length is not None:
-            if len(self.ready) + (1 if incoming else 0) > opts.max_length:
-                return True
-        if opts.max_length_bytes is not None:
-            if self.ready_bytes + incoming > opts.max_length_bytes:
-                return True
-        return False
+        if opts.max_length is not None and len(self.ready) + 1 > opts.max_length:
+            return True
+        return opts.max_length_bytes is not None and (
+            self.ready_bytes + size > opts.max_length_bytes)
+
+    def _full(self) -> bool:
+        """Over a length limit (drop-head drops from the head until it is not)?"""
+        opts = self.options
+        if opts.max_length is not None and len(self.ready) > opts.max_length:
+            return True
+        return opts.max_length_bytes is not None and self.ready_bytes > opts.max_length_bytes
 
     def _pop_ready(self) -> QueueEntry:
         entry = self.ready.popleft()
+        self._left_ready(entry)
+        return entry
+
+    def _left_ready(self, entry: QueueEntry) -> None:
         size = len(entry.message.body)
         self.ready_bytes -= size
         memory = self.memory
         memory.used -= size
         if memory.blocked:
             memory.check_release()
-        return entry
 
     # ------------------------------------------------------------------ expiry
 
     def _expire_head(self) -> None:
-        """Dead-letter expired messages at the head (RabbitMQ expires at the head only)."""
+        """Dead-letter expired messages at the head (RabbitMQ expires at the head only: a
+        message behind one that does not expire waits, however old it is)."""
         if not self._timed or not self.ready:
             return
         now = _now()
         ready = self.ready
-        while ready:
-            head = ready.head()
-            if not head.deadline or head.deadline > now:
+        while True:
+            head = ready.pop_expired(now)
+            if head is None:
                 return
-            self._pop_ready()
+            self._left_ready(head)
             self.settled(head)
             dead_letter(self, head.message, "expired")
 
     def _arm_expiry_timer(self) -> None:
-        if self._expiry_timer is not None or not self.ready or self.deleted:
+        """Expire the head on time even when nothing else happens to the queue."""
+        if not self.ready or self.deleted:
             return
-        deadline = self.ready.head().deadline
+        deadline = self.ready.next_deadline()
         if not deadline:
             return
+        timer = self._expiry_timer
+        if timer is not None:
+            if deadline >= self._expiry_at:
+                return
+            timer.cancel()  # a new head expires sooner
+        self._expiry_at = deadline
         loop = asyncio.get_running_loop()
         self._expiry_timer = loop.call_later(max(0.0, deadline - _now()), self._on_expiry_timer)
 
@@ -353,7 +401,8 @@ class Queue:
         n = len(consumers)
         if not n:
             return None
-        if self.options.single_active_consumer:
+        if self._sac:
+            # single active consumer: the earliest registered; the others wait their turn
             first = consumers[0]
             return first if first.can_take() else None
         start = self._rr % n
@@ -408,6 +457,8 @@ class Queue:
         entry = self._pop_ready()
         if entry.store_id:
             self.vhost.store.delivered(entry)  # type: ignore[union-attr]
+        if self._timed:
+            self._arm_expiry_timer()  # the new head may expire sooner
         return entry
 
     def recovered(self, message: Message, store_id: int, redelivered: bool) -> None:
@@ -472,7 +523,7 @@ class Queue:
             self.memory.used += size
             ready.restore(entry)
         if self.options.overflow == "drop-head" and not self._plain:
-            while self._full(0) and self.ready:
+            while self._full() and self.ready:
                 head = self._pop_ready()
                 self.settled(head)
                 dead_letter(self, head.message, "maxlen")
@@ -503,7 +554,7 @@ class Queue:
             return
         if not self.consumers:
             self.touch()
-        elif self.options.single_active_consumer:
+        elif self._sac:
             self.dispatch()  # the next consumer becomes the active one
 
     # ------------------------------------------------------------------ maintenance
