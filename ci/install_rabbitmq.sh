@@ -1,18 +1,49 @@
 #!/usr/bin/env bash
-# Install (if needed) and start a local RabbitMQ on 5672 for the differential tests and the
-# end-to-end benchmarks. Idempotent; waits at most 60 s for the port.
+# Install RabbitMQ and librabbitmq-dev (the C client ambench is built on) when missing, start
+# RabbitMQ detached unless its port already accepts connections, and wait until it does.
+# Idempotent: run it as often as you like. Root, or a user with sudo, for the install and start.
+#   RABBITMQ_WAIT  seconds to wait for the port (default 90)
 set -euo pipefail
-if ! command -v rabbitmq-server >/dev/null; then
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server >/dev/null
+export PATH="$PATH:/usr/sbin:/sbin"
+port=5672
+wait_s="${RABBITMQ_WAIT:-90}"
+
+sudo=()
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "need root or sudo" >&2; exit 1; }
+    sudo=(sudo)
 fi
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
-if ! port_open; then
-    rabbitmq-server -detached
+apt() {
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get -q -o DPkg::Lock::Timeout=600 "$@" >&2
+}
+
+missing=()
+command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
+[ -f /usr/include/amqp.h ] || missing+=(librabbitmq-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    apt update
+    apt install -y "${missing[@]}"
 fi
-for _ in $(seq 60); do
-    if port_open; then echo "RabbitMQ listening on 5672"; exit 0; fi
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+if port_open; then
+    # Something listens; say so if it is not the local RabbitMQ node (Leveret, say).
+    if ! "${sudo[@]}" rabbitmqctl -q status >/dev/null 2>&1; then
+        echo "warning: $port accepts connections but the local RabbitMQ node is not running" >&2
+    fi
+else
+    # Under systemd the package starts the service itself; in containers it does not.
+    "${sudo[@]}" rabbitmq-server -detached
+fi
+
+deadline=$((SECONDS + wait_s))
+until port_open; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "RabbitMQ did not listen on $port within ${wait_s}s; see /var/log/rabbitmq/" >&2
+        exit 1
+    fi
     sleep 1
 done
-echo "RabbitMQ did not start" >&2
-exit 1
+echo "RabbitMQ listening on $port"
