@@ -1,24 +1,41 @@
-"""Start-up and idle cost: time from process start until the port accepts connections, and
-resident memory (VmRSS) one second after that, for ``leveret`` and a cold ``rabbitmq-server``.
+"""Start-up and idle cost: time from spawning the broker until its port accepts a connection,
+and resident memory (VmRSS) one second after that, for Leveret and a cold RabbitMQ.
 
-    python perf/startup.py                 # 5 runs of each, medians and ratios
-    python perf/startup.py --no-rabbitmq   # Leveret alone
+    python perf/startup.py                    # 5 measured runs of each: medians and ratios
+    python perf/startup.py --no-rabbitmq      # Leveret alone
+    python perf/startup.py --system-rabbitmq  # stop the local RabbitMQ and time that one
 
-RabbitMQ is measured only if installed; a running RabbitMQ is stopped first
-(``rabbitmqctl stop``) and started again (``rabbitmq-server -detached``) afterwards.
+Leveret runs as ``python -m leveret --port N`` with a fresh data directory each run. RabbitMQ, if
+installed, runs by default as a private node: the installed ``rabbitmq-server`` with its own
+node name, ports and data directory (and no plugins), so a RabbitMQ already serving 5672 to
+tests keeps running. ``--system-rabbitmq`` instead stops the local node (``rabbitmqctl stop``),
+times ``rabbitmq-server`` itself, and starts it again (``rabbitmq-server -detached``) if it was
+running. Either way each RabbitMQ run is a fresh OS process on an existing data directory. One
+unmeasured run of each broker comes first: it warms the page cache (and creates the private
+node's database).
+
+RSS is the broker's process tree: Leveret's Python process; RabbitMQ's beam.smp and its helpers
+(erl_child_setup, inet_gethost, the disk monitor), not the launcher shells nor epmd.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+LISTEN_TIMEOUT = 120.0
+ERLANG_VM = "beam.smp"
 
 
 def free_port() -> int:
@@ -29,84 +46,196 @@ def free_port() -> int:
 
 def port_open(port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
     except OSError:
         return False
 
 
-def rss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
+def wait_until(cond: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def process_tree(root: int) -> dict[int, str]:
+    """pid -> command name of ``root`` and all its descendants, from /proc."""
+    parent, name = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            stat = (entry / "stat").read_text()
         except OSError:
-            pass
-    return total
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        parent[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        name[int(entry.name)] = comm
+    tree, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in name:
+            tree[pid] = name[pid]
+        todo.extend(p for p, pp in parent.items() if pp == pid)
+    return tree
 
 
-def descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    kids = [int(x) for x in out.stdout.split()]
-    return [pid] + [d for k in kids for d in descendants(k)]
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
-def measure(cmd: list[str], port: int, timeout: float = 60.0) -> tuple[float, int]:
+def broker_rss_kib(root: int) -> int:
+    """RSS of the broker under ``root``: the Erlang VM's subtree if there is one, else all."""
+    tree = process_tree(root)
+    vms = [pid for pid, comm in tree.items() if comm == ERLANG_VM]
+    if vms:
+        tree = process_tree(vms[0])
+    return sum(rss_kib(pid) for pid in tree)
+
+
+def measure(cmd: list[str], port: int, stop: Callable[[subprocess.Popen], None],
+            env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Spawn ``cmd``; seconds until ``port`` accepts, and RSS in KiB one second later."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
     try:
         while not port_open(port):
-            if proc.poll() is not None or time.perf_counter() - start > timeout:
-                raise RuntimeError(f"{cmd[0]} did not start")
+            if proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
+            if time.perf_counter() - start > LISTEN_TIMEOUT:
+                raise RuntimeError(f"{' '.join(cmd)} did not listen on {port}")
             time.sleep(0.005)
         listen = time.perf_counter() - start
         time.sleep(1.0)
-        rss = rss_kib(descendants(proc.pid))
+        rss = broker_rss_kib(proc.pid)
     finally:
-        proc.terminate()
+        stop(proc)
         try:
-            proc.wait(30)
+            proc.wait(60)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     return listen, rss
 
 
+def terminate(proc: subprocess.Popen) -> None:
+    proc.terminate()
+
+
+# ---------------------------------------------------------------------- the brokers
+
+def leveret_runs(runs: int) -> list[tuple[float, int]]:
+    out = []
+    for i in range(runs + 1):
+        port = free_port()
+        # A fresh data dir each run: Leveret creates its store the way a cold start would,
+        # and the user's default one is never touched.
+        with tempfile.TemporaryDirectory(prefix="leveret-startup-") as data_dir:
+            cmd = [sys.executable, "-m", "leveret", "--port", str(port), "--log-level",
+                   "warning", "--data-dir", data_dir]
+            res = measure(cmd, port, terminate)
+        if i:  # the first run only warms the page cache
+            out.append(res)
+    return out
+
+
+def rabbitmqctl(*args: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run(["rabbitmqctl", *args], env=env, capture_output=True, timeout=120)
+
+
+def private_rabbitmq_runs(runs: int) -> list[tuple[float, int]]:
+    """The installed rabbitmq-server as a node of its own beside any running one."""
+    tmp = tempfile.mkdtemp(prefix="leveret-perf-rabbitmq-")
+    try:
+        Path(tmp, "enabled_plugins").write_text("[].\n")
+        if os.geteuid() == 0:  # the launcher runs the node as the rabbitmq user
+            user = pwd.getpwnam("rabbitmq")
+            for path in (tmp, os.path.join(tmp, "enabled_plugins")):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        port, dist_port = free_port(), free_port()
+        node = f"leveret-perf-{os.getpid()}@{socket.gethostname().split('.')[0]}"
+        env = dict(os.environ, RABBITMQ_NODENAME=node, RABBITMQ_NODE_PORT=str(port),
+                   RABBITMQ_DIST_PORT=str(dist_port),
+                   RABBITMQ_MNESIA_BASE=os.path.join(tmp, "mnesia"),
+                   RABBITMQ_LOG_BASE=os.path.join(tmp, "log"),
+                   RABBITMQ_PID_FILE=os.path.join(tmp, "pid"),
+                   RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(tmp, "enabled_plugins"))
+
+        def stop(proc: subprocess.Popen) -> None:
+            rabbitmqctl("-n", node, "stop", env=env)
+
+        out = []
+        for i in range(runs + 1):
+            res = measure(["rabbitmq-server"], port, stop, env)
+            if i:  # the first run creates the node's database
+                out.append(res)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def system_rabbitmq_runs(runs: int) -> list[tuple[float, int]]:
+    """The local node itself: stopped, timed, and left running again if it was running."""
+    was_running = port_open(5672)
+    if was_running:
+        print("stopping the local RabbitMQ (rabbitmqctl stop); it is restarted afterwards",
+              file=sys.stderr)
+        rabbitmqctl("stop")
+        if not wait_until(lambda: not port_open(5672), 60):
+            sys.exit("the local RabbitMQ did not stop")
+
+    def stop(proc: subprocess.Popen) -> None:
+        rabbitmqctl("stop")
+
+    out = []
+    try:
+        for i in range(runs + 1):
+            res = measure(["rabbitmq-server"], 5672, stop)
+            if i:
+                out.append(res)
+    finally:
+        if was_running:
+            subprocess.run(["rabbitmq-server", "-detached"], capture_output=True)
+            if not wait_until(lambda: port_open(5672), LISTEN_TIMEOUT):
+                print("warning: the local RabbitMQ did not come back on 5672", file=sys.stderr)
+    return out
+
+
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--no-rabbitmq", action="store_true")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.splitlines()[2:]))
+    p.add_argument("--runs", type=int, default=5, help="measured runs of each broker")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--no-rabbitmq", action="store_true", help="measure Leveret alone")
+    who.add_argument("--system-rabbitmq", action="store_true",
+                     help="measure the local RabbitMQ node itself (stops and restarts it)")
     args = p.parse_args()
 
-    lev = []
-    for _ in range(args.runs):
-        port = free_port()
-        with tempfile.TemporaryDirectory(prefix="leveret-startup-") as data_dir:
-            # a fresh data dir each run, as a cold RabbitMQ opens its own
-            lev.append(measure([sys.executable, "-m", "leveret", "--port", str(port),
-                                "--log-level", "warning", "--data-dir", data_dir], port))
-    results = {"leveret": lev}
+    results = {"leveret": leveret_runs(args.runs)}
+    if args.no_rabbitmq:
+        pass
+    elif not shutil.which("rabbitmq-server"):
+        print("rabbitmq-server is not installed: Leveret alone (ci/install_rabbitmq.sh)",
+              file=sys.stderr)
+    elif args.system_rabbitmq:
+        results["rabbitmq"] = system_rabbitmq_runs(args.runs)
+    else:
+        results["rabbitmq"] = private_rabbitmq_runs(args.runs)
 
-    if not args.no_rabbitmq and shutil.which("rabbitmq-server"):
-        was_running = port_open(5672)
-        if was_running:
-            subprocess.run(["rabbitmqctl", "stop"], capture_output=True)
-            while port_open(5672):
-                time.sleep(0.2)
-        rmq = []
-        try:
-            for _ in range(args.runs):
-                rmq.append(measure(["rabbitmq-server"], 5672))
-                subprocess.run(["rabbitmqctl", "stop"], capture_output=True)
-                subprocess.run(["epmd", "-kill"], capture_output=True)
-                time.sleep(1)
-        finally:
-            if was_running:
-                subprocess.run(["rabbitmq-server", "-detached"])
-        results["rabbitmq"] = rmq
-
-    print(f"{'broker':<10} {'start-to-listen s':>18} {'idle RSS MiB':>13}")
+    print(f"{'broker':<10} {'start-to-listen s':>18} {'idle RSS MiB':>13}   "
+          f"(median of {args.runs})")
     med = {}
     for name, rows in results.items():
         t = statistics.median(r[0] for r in rows)
@@ -115,7 +244,8 @@ def main() -> int:
         print(f"{name:<10} {t:>18.3f} {m:>13.1f}")
     if "rabbitmq" in med:
         (lt, lm), (rt, rm) = med["leveret"], med["rabbitmq"]
-        print(f"leveret starts {rt / lt:.1f}x faster and idles in {lm / rm:.2f}x the memory")
+        print(f"leveret/rabbitmq: start-to-listen {lt / rt:.2f}x ({rt / lt:.1f}x faster), "
+              f"idle RSS {lm / rm:.2f}x")
     return 0
 
 
