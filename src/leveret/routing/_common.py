@@ -14,6 +14,7 @@ sides are not compared. In Python terms, as a RabbitMQ 3.10 broker behaves:
 - a string equals a byte array with the same UTF-8 bytes (both are Erlang binaries);
 - a timestamp is an integer of seconds, so it equals that number;
 - a decimal is ``{scale, unscaled}``: ``Decimal("1.0")`` is not ``Decimal("1.00")`` nor ``1``;
+- an empty table and an empty array are both Erlang's ``[]``, so they are equal;
 - inside arrays and nested tables every element keeps its AMQP type tag, so there ``1`` is not
   ``1.0`` and a string is not a byte array; nested tables compare entry by entry *in order*
   (only the top level of the headers and of the binding arguments is sorted by key).
@@ -50,6 +51,7 @@ _VOID = ("void",)
 _TRUE = ("bool", True)
 _FALSE = ("bool", False)
 _NAN = ("float", "nan")  # RabbitMQ cannot even decode a NaN; here it equals itself
+_EMPTY = ("empty",)  # an empty table or array: both are [] to RabbitMQ
 
 
 def split_key(key: str) -> list[str]:
@@ -125,6 +127,8 @@ def header_value(value: Any) -> Hashable:
         return _bytes(value)
     if isinstance(value, (datetime.datetime, time.struct_time)):
         return _seconds(value)  # a timestamp's value is its integer: it equals that number
+    if isinstance(value, (Mapping, list, tuple)) and not value:
+        return _EMPTY
     return typed_value(value)  # decimals, arrays, tables: as when nested
 
 
