@@ -282,6 +282,53 @@ def test_prefetch_zero_is_unlimited(connection, channel):
     assert len(inbox.wait(connection, 50)) == 50
 
 
+def ready_counts(ch, *queues: str) -> list[int]:
+    return [ch.queue_declare(q, passive=True).method.message_count for q in queues]
+
+
+def two_queues_of_five(ch) -> None:
+    for q in ("lim1", "lim2"):
+        ch.queue_declare(q)
+        publish_n(ch, q, 5)
+
+
+def test_per_consumer_qos_lifts_the_channel_limit(connection, channel):
+    """RabbitMQ: basic.qos(global=false) also removes a channel-wide limit set before it."""
+    two_queues_of_five(channel)
+    channel.basic_qos(prefetch_count=3, global_qos=True)
+    channel.basic_qos(prefetch_count=2, global_qos=False)
+    inbox = Inbox()
+    channel.basic_consume("lim1", inbox)
+    channel.basic_consume("lim2", inbox)
+    assert len(inbox.wait(connection, 4)) == 4
+    assert ready_counts(channel, "lim1", "lim2") == [3, 3]
+
+
+def test_per_consumer_then_channel_limit(connection, channel):
+    """Per-consumer qos first, then the channel-wide one: both hold (/docs/consumer-prefetch)."""
+    two_queues_of_five(channel)
+    channel.basic_qos(prefetch_count=2, global_qos=False)
+    channel.basic_qos(prefetch_count=3, global_qos=True)
+    inbox = Inbox()
+    tag1 = channel.basic_consume("lim1", inbox)
+    channel.basic_consume("lim2", inbox)
+    inbox.wait(connection, 3)
+    assert sum(ready_counts(channel, "lim1", "lim2")) == 7  # 3 out, shared by the channel
+    assert sum(1 for item in inbox.items if item[3] == tag1) <= 2
+
+
+def test_basic_get_is_outside_the_prefetch_limit(connection, channel):
+    channel.queue_declare("get-qos")
+    publish_n(channel, "get-qos", 5)
+    channel.basic_qos(prefetch_count=1, global_qos=True)
+    method, _, _ = channel.basic_get("get-qos")  # unacked, yet the consumer still gets one
+    inbox = Inbox()
+    channel.basic_consume("get-qos", inbox)
+    assert len(inbox.wait(connection, 1)) == 1
+    channel.basic_ack(method.delivery_tag)  # and acking it frees no consumer slot
+    assert ready_counts(channel, "get-qos") == [3]
+
+
 # ---------------------------------------------------------------- publishers
 
 
@@ -351,6 +398,33 @@ def test_tx_covers_acks(connection):
     ch2 = connection.channel()
     method, _, body = ch2.basic_get("txack", auto_ack=True)
     assert body == b"a" and method.redelivered
+
+
+def test_tx_second_ack_of_a_tag_is_406_before_commit(connection):
+    ch = connection.channel()
+    ch.queue_declare("tx-double")
+    publish_n(ch, "tx-double", 3)
+    ch.tx_select()
+    tags = [ch.basic_get("tx-double")[0].delivery_tag for _ in range(3)]
+    ch.basic_ack(tags[1], multiple=True)
+    ch.basic_ack(tags[2])
+    ch.basic_ack(tags[0])  # already taken by the multiple ack of this transaction
+    with closed_with(406):
+        ch.queue_declare("tx-double", passive=True)
+
+
+def test_tx_rollback_lets_the_tags_be_acked_again(connection):
+    ch = connection.channel()
+    ch.queue_declare("tx-again")
+    publish_n(ch, "tx-again", 1)
+    ch.tx_select()
+    method, _, _ = ch.basic_get("tx-again")
+    ch.basic_ack(method.delivery_tag)
+    ch.tx_rollback()
+    ch.basic_ack(method.delivery_tag)
+    ch.tx_commit()
+    ch.close()
+    assert drain(connection.channel(), "tx-again") == []
 
 
 def test_confirm_and_tx_do_not_mix(connection):

@@ -47,11 +47,12 @@ class Channel:
         self.closing = False  # we sent channel.close and wait for close-ok
         self.consumers: dict[str, Consumer] = {}
         self.tags = DeliveryTags()
-        self.unacked = 0  # manual-ack deliveries outstanding on this channel
+        self.unacked = 0  # manual-ack consumer deliveries outstanding (basic.get's don't count)
         self.prefetch_consumer = 0  # basic.qos global=false: limit for each new consumer
         self.prefetch_channel = 0  # basic.qos global=true: shared by the channel
         self.confirms: Confirms | None = None
         self.tx: list[tuple] | None = None  # pending publishes and acks in tx mode
+        self._tx_settled: set[int] = set()  # tags acked/nacked by the pending transaction
         self.last_queue = ""
         # publish assembly
         self._pub: tuple | None = None
@@ -199,21 +200,24 @@ class Channel:
 
     def on_ack(self, ev: tuple) -> None:
         if self.tx is not None:
-            self._check_tag(ev[2], ev[3])
+            self._tx_check_tag(ev[2], ev[3])
             self.tx.append(("ack", ev[2], ev[3]))
             return
         self.ack(ev[2], ev[3])
 
     def ack(self, tag: int, multiple: bool) -> None:
         items = self._settle(tag, multiple)
-        self.unacked -= len(items)
         touched = None
+        delivered = 0
         for queue, entry, consumer in items:
             queue.acked(entry, consumer)
+            if consumer is not None:
+                delivered += 1
             if queue is not touched:
                 if touched is not None:
                     touched.dispatch()
                 touched = queue
+        self.unacked -= delivered
         if touched is not None and touched.ready:
             touched.dispatch()
         if self.prefetch_channel and len(self.consumers) > 1:
@@ -221,25 +225,32 @@ class Channel:
 
     def on_nack(self, ev: tuple) -> None:
         if self.tx is not None:
-            self._check_tag(ev[2], ev[3])
+            self._tx_check_tag(ev[2], ev[3])
             self.tx.append(("nack", ev[2], ev[3], ev[4]))
             return
         self.reject(ev[2], ev[3], ev[4])
 
     def on_reject(self, ev: tuple) -> None:
         if self.tx is not None:
-            self._check_tag(ev[2], False)
+            self._tx_check_tag(ev[2], False)
             self.tx.append(("nack", ev[2], False, ev[3]))
             return
         self.reject(ev[2], False, ev[3])
 
-    def _check_tag(self, tag: int, multiple: bool) -> None:
-        if (tag or not multiple) and tag not in self.tags:
+    def _tx_check_tag(self, tag: int, multiple: bool) -> None:
+        """An ack in a transaction takes its tags at once as far as the transaction's later
+        acks go: RabbitMQ answers a second ack of a tag with 406 before the commit."""
+        settled = self._tx_settled
+        if (tag or not multiple) and (tag not in self.tags or tag in settled):
             raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
+        if multiple:
+            settled.update(t for t, _ in self.tags.items() if t <= tag or not tag)
+        else:
+            settled.add(tag)
 
     def reject(self, tag: int, multiple: bool, requeue: bool) -> None:
         items = self._settle(tag, multiple)
-        self.unacked -= len(items)
+        self.unacked -= sum(1 for item in items if item[2] is not None)
         self._return_items(items, requeue, "rejected")
         if self.prefetch_channel or not requeue:
             self._kick()
@@ -286,6 +297,7 @@ class Channel:
         if items:
             self._return_items(items, True, "")
         self.tx = None
+        self._tx_settled.clear()
 
     # ------------------------------------------------------------------ rare methods
 
@@ -381,6 +393,9 @@ class Channel:
             self.prefetch_channel = m.prefetch_count
         else:
             self.prefetch_consumer = m.prefetch_count
+            # RabbitMQ lifts the channel-wide limit too (rabbit_channel: unlimit_prefetch), so a
+            # per-consumer qos must come before a global one to have both (/docs/consumer-prefetch)
+            self.prefetch_channel = 0
         self.send(spec.Basic.QosOk())
         self._kick()
 
@@ -417,8 +432,8 @@ class Channel:
         if m.no_ack:
             tag = self.tags.next_tag()
         else:
+            # outside any prefetch limit: RabbitMQ does not count basic.get against basic.qos
             tag = self.tags.push((q, entry, None))
-            self.unacked += 1
             q.unacked += 1
         msg = entry.message
         conn = self.conn
@@ -457,6 +472,7 @@ class Channel:
         if self.tx is None:
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
         pending, self.tx = self.tx, []
+        self._tx_settled.clear()
         for op in pending:
             if op[0] == "publish":
                 if op[1].deleted:
@@ -473,6 +489,7 @@ class Channel:
         if self.tx is None:
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
         self.tx = []
+        self._tx_settled.clear()
         self.send(spec.Tx.RollbackOk())
 
 
