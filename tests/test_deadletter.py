@@ -422,6 +422,33 @@ def test_single_active_consumer(connection, channel):
     assert [x[1] for x in b.wait(connection, 1)] == [b"next"]
 
 
+def test_single_active_consumer_takeover_gets_requeued_messages_first(broker, connection,
+                                                                       channel):
+    """The active consumer's connection dies with two messages unacked: they are requeued
+    before the next consumer takes over, so it sees the queue's order."""
+    from pamqp import commands as spec
+
+    from rawamqp import RawClient
+
+    channel.queue_declare("sac-order", arguments={"x-single-active-consumer": True})
+    for i in range(4):
+        channel.basic_publish("", "sac-order", b"%d" % i)
+    first = RawClient(broker.host, broker.port)
+    first.handshake(vhost=getattr(broker, "vhost", "/"))
+    first.open_channel(1)
+    first.send_method(1, spec.Basic.Qos(prefetch_count=2))
+    first.recv_until(spec.Basic.QosOk)
+    first.send_method(1, spec.Basic.Consume(queue="sac-order", consumer_tag="first"))
+    first.recv_until(spec.Basic.Deliver)
+    first.recv_until(spec.Basic.Deliver)
+    second = Inbox()
+    channel.basic_consume("sac-order", second, auto_ack=True)
+    assert channel.queue_declare("sac-order", passive=True).method.message_count == 2
+    first.close()  # no basic.cancel, no channel.close: the connection just goes
+    got = [(body, redelivered) for _, body, redelivered, _ in second.wait(connection, 4)]
+    assert got == [(b"0", True), (b"1", True), (b"2", False), (b"3", False)]
+
+
 # ---------------------------------------------------------------- argument checks
 
 

@@ -289,13 +289,15 @@ class Channel:
         if not self.open:
             return
         self.open = False
-        for consumer in list(self.consumers.values()):
-            consumer.queue.remove_consumer(consumer)
-        self.consumers.clear()
+        # requeue before the consumers go, as RabbitMQ does: a consumer taking over (single
+        # active consumer) gets the requeued messages first, in their original order
         items = self.tags.pop_all()
         self.unacked = 0
         if items:
             self._return_items(items, True, "")
+        for consumer in list(self.consumers.values()):
+            consumer.queue.remove_consumer(consumer)
+        self.consumers.clear()
         self.tx = None
         self._tx_settled.clear()
 
