@@ -486,6 +486,19 @@ def test_headers_churn_rebuilds_the_index():
         assert m.bind({}, "all") and m.match(None) == ["all"]
 
 
+def test_headers_many_matches_come_first_bound_first(headers):
+    m = headers.HeadersMatcher()
+    for i in range(700):
+        m.bind({"x-match": "any", "a": 1, "b": i}, 699 - i)
+        m.bind({"c": None, "b": i}, f"c{i}")
+    for i in range(0, 700, 3):
+        assert m.unbind({"x-match": "any", "a": 1, "b": i}, 699 - i)
+    want = [699 - i for i in range(700) if i % 3]
+    assert m.match({"a": 1}) == want
+    assert m.match({"a": 1, "b": 3}) == want  # the binding with b=3 is gone; c3 needs c
+    assert m.match({"c": "", "b": 5, "a": 1.0}) == want[:4] + ["c5"] + want[4:]
+
+
 def test_headers_cases(headers):
     m = headers.HeadersMatcher()
     m.bind({"x-match": "all", "a": 1, "b": "two"}, "all")

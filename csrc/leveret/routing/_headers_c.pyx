@@ -15,8 +15,22 @@ The semantics (``x-match``, ``x-`` arguments, presence, RabbitMQ's value equalit
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
 from libc.stdint cimport int32_t, uint32_t
-from libc.stdlib cimport free, qsort, realloc
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport free, realloc
 from libc.string cimport memset
+
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #include <intrin.h>
+    static inline int leveret_ctz64(unsigned long long x) {
+        unsigned long i; _BitScanForward64(&i, x); return (int)i;
+    }
+    #else
+    static inline int leveret_ctz64(unsigned long long x) { return __builtin_ctzll(x); }
+    #endif
+    """
+    int leveret_ctz64(unsigned long long x) nogil
 
 from leveret.routing._common import (
     binding_identity,
@@ -38,8 +52,37 @@ cdef inline object _canonical(object value):
     return _header_value(value)
 
 
-cdef int _compare_slots(const void *a, const void *b) noexcept nogil:
-    return (<const int32_t *>a)[0] - (<const int32_t *>b)[0]
+cdef inline void _sort_slots(int32_t *slots, Py_ssize_t n, uint64_t *bits) noexcept:
+    """Sort distinct slot numbers: insertion sort when few, else through a bitmap of slots."""
+    cdef Py_ssize_t i, j, k, lo, hi
+    cdef int32_t s
+    cdef uint64_t word
+    if n <= 32:
+        for i in range(1, n):
+            s = slots[i]
+            j = i - 1
+            while j >= 0 and slots[j] > s:
+                slots[j + 1] = slots[j]
+                j -= 1
+            slots[j + 1] = s
+        return
+    lo = hi = slots[0] >> 6
+    for i in range(n):
+        s = slots[i]
+        bits[s >> 6] |= (<uint64_t>1) << (s & 63)
+        if (s >> 6) < lo:
+            lo = s >> 6
+        elif (s >> 6) > hi:
+            hi = s >> 6
+    k = 0
+    for i in range(lo, hi + 1):
+        word = bits[i]
+        if word:
+            bits[i] = 0
+            while word:
+                slots[k] = <int32_t>((i << 6) + leveret_ctz64(word))
+                k += 1
+                word &= word - 1
 
 
 cdef class _Slots:
@@ -143,6 +186,7 @@ cdef class HeadersMatcher:
     cdef int32_t *_count
     cdef int32_t *_target_of
     cdef int32_t *_matched  # scratch: matched slots of one match
+    cdef uint64_t *_slot_bits  # scratch: zeroed bitmap of slots, to sort matched slots
     cdef Py_ssize_t _cap
     cdef uint32_t *_target_stamp
     cdef Py_ssize_t _target_cap
@@ -166,6 +210,7 @@ cdef class HeadersMatcher:
         free(self._count)
         free(self._target_of)
         free(self._matched)
+        free(self._slot_bits)
         free(self._target_stamp)
 
     def __len__(self):
@@ -174,7 +219,7 @@ cdef class HeadersMatcher:
     # ------------------------------------------------------------ C arrays
 
     cdef int _grow_slots(self, Py_ssize_t need) except -1:
-        cdef Py_ssize_t cap = self._cap
+        cdef Py_ssize_t cap = self._cap, old_words, words
         if need <= cap:
             return 0
         cap = max(need, cap * 2, 16)
@@ -184,6 +229,10 @@ cdef class HeadersMatcher:
         self._matched = <int32_t *>_grow(self._matched, cap * sizeof(int32_t))
         self._stamp = <uint32_t *>_grow(self._stamp, cap * sizeof(uint32_t))
         memset(self._stamp + self._cap, 0, (cap - self._cap) * sizeof(uint32_t))
+        old_words = (self._cap >> 6) + 1 if self._cap else 0
+        words = (cap >> 6) + 1
+        self._slot_bits = <uint64_t *>_grow(self._slot_bits, words * sizeof(uint64_t))
+        memset(self._slot_bits + old_words, 0, (words - old_words) * sizeof(uint64_t))
         self._cap = cap
         return 0
 
@@ -372,7 +421,7 @@ cdef class HeadersMatcher:
         if nm == 0:
             return []
         if nm > 1:
-            qsort(matched, nm, sizeof(int32_t), _compare_slots)
+            _sort_slots(matched, nm, self._slot_bits)
 
         cdef list out = []
         cdef list targets = self._targets
