@@ -3,8 +3,8 @@
 
 Tags are issued in increasing order, so outstanding ones live in a ring of (tag, item) slots
 in tag order. ``pop_upto`` (multiple ack) releases from the head. A single ``pop`` finds its
-slot directly (slot = tag - head tag while no tag has been skipped) or by binary search, and
-leaves a hole that is skipped at the ends and compacted away once holes outnumber items.
+slot by interpolation (one probe while no tag has been skipped), and leaves a hole that is
+skipped at the ends and compacted away once holes outnumber items.
 
 The ring holds strong references as raw pointers, which the cycle collector cannot see on its
 own; the channel stores ``(queue, entry, consumer)`` and the consumer points back at the
@@ -105,42 +105,34 @@ cdef class DeliveryTags:
         return 0
 
     cdef Py_ssize_t _find(self, uint64_t tag) noexcept:
-        """Position (from head) of the slot for ``tag``, hole or not, or -1."""
+        """Position (from head) of the slot for ``tag``, hole or not, or -1.
+
+        Interpolation search, exact in one probe where slot tags are consecutive (no no-ack
+        tag and no compaction in between: the usual case), a few probes where holes were
+        compacted away at random. Slot tags rise by at least one per slot, so a probe that
+        misses by k tags also bounds the far end of the range to within k slots. A guess that
+        fails to halve the range is followed by a bisection: the worst case stays logarithmic.
+        """
         cdef Py_ssize_t lo = 0, hi = self.used - 1, mid, width
         cdef uint64_t tlo, thi, t
         cdef bint interpolate = True
-        if hi < 0:
-            return -1
-        tlo = self._at(lo).tag
-        thi = self._at(hi).tag
-        if tag < tlo or tag > thi:
-            return -1
-        # Slot tags rise by at least one per slot, so ``tag`` sits at most tag - tlo slots after
-        # lo and at most thi - tag slots before hi. Where they rise by exactly one (no no-ack tag
-        # and no compaction in between: the usual case) that bound is the slot itself.
-        if tag - tlo <= <uint64_t>hi:
-            hi = <Py_ssize_t>(tag - tlo)
-            if self._at(hi).tag == tag:
-                return hi
-        if thi - tag <= <uint64_t>hi:
-            lo = self.used - 1 - <Py_ssize_t>(thi - tag)
-            if self._at(lo).tag == tag:
-                return lo
-        # Otherwise search between the bounds, guessing by interpolation (holes and skipped
-        # tags are spread evenly in practice, so that takes a few probes), and bisecting
-        # whenever a guess failed to halve the range, so the worst case stays logarithmic.
         while lo <= hi:
             tlo = self._at(lo).tag
+            if tag <= tlo:
+                return lo if tag == tlo else -1
             thi = self._at(hi).tag
-            if tag <= tlo or tag >= thi:
-                if tag == tlo:
-                    return lo
-                if tag == thi:
-                    return hi
+            if tag >= thi:
+                return hi if tag == thi else -1
+            width = hi - lo  # tlo < tag < thi: the slot, if any, is strictly inside
+            if width < 2:
                 return -1
-            width = hi - lo
             if interpolate:
-                mid = lo + <Py_ssize_t>(<double>(tag - tlo) / <double>(thi - tlo) * width)
+                mid = lo + <Py_ssize_t>(<double>(tag - tlo) * <double>width
+                                        / <double>(thi - tlo) + 0.5)
+                if mid <= lo:
+                    mid = lo + 1
+                elif mid >= hi:
+                    mid = hi - 1
             else:
                 mid = lo + (width >> 1)
             t = self._at(mid).tag
