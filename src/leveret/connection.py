@@ -357,6 +357,10 @@ class Connection(asyncio.BufferedProtocol):
         if self.state >= _CLOSING or self.transport is None:
             return
         now = time.monotonic()
+        if self.blocked:
+            # we are not reading a blocked connection, so its silence proves nothing (RabbitMQ
+            # pauses the heartbeat monitor of a blocked connection too)
+            self.last_read = now
         if now - self.last_read > 2 * self.heartbeat:
             # two missed intervals: the peer is gone (rabbitmq.com/docs/heartbeats)
             log.warning("closing %s: missed heartbeats from client, timeout: %ss",
