@@ -2,10 +2,12 @@
 # Install RabbitMQ and librabbitmq-dev (the C client ambench is built on) when missing, start
 # RabbitMQ detached unless its port already accepts connections, and wait until it does.
 # Idempotent: run it as often as you like. Root, or a user with sudo, for the install and start.
-#   RABBITMQ_WAIT  seconds to wait for the port (default 90)
+#   RABBITMQ_WAIT       seconds to wait for the port (default 90)
+#   RABBITMQ_NODE_PORT  the port, as RabbitMQ reads it (default 5672); RabbitMQ's other
+#                       RABBITMQ_* variables pass through to it when run as root
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
-port=5672
+port="${RABBITMQ_NODE_PORT:-5672}"
 wait_s="${RABBITMQ_WAIT:-90}"
 
 sudo=()
