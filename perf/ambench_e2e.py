@@ -157,6 +157,11 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def cell(value: float, width: int, fmt: str = ".0f", suffix: str = "") -> str:
+    text = "-" if value != value else f"{value:{fmt}}{suffix}"  # NaN: nothing measured
+    return f"{text:>{width}}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -205,8 +210,9 @@ def main() -> int:
                 lev_pub = median([p for _, p in got["leveret"]])
                 rmq_e2e = median([e for e, _ in got.get("rabbitmq", [])])
                 rmq_pub = median([p for _, p in got.get("rabbitmq", [])])
-                print(f"{name:<12} {lev_e2e:>14.0f} {rmq_e2e:>15.0f} {lev_e2e / rmq_e2e:>9.2f}x "
-                      f"{lev_pub / rmq_pub:>13.2f}x", flush=True)
+                print(f"{name:<12} {cell(lev_e2e, 14)} {cell(rmq_e2e, 15)} "
+                      f"{cell(lev_e2e / rmq_e2e, 10, '.2f', 'x')} "
+                      f"{cell(lev_pub / rmq_pub, 14, '.2f', 'x')}", flush=True)
     finally:
         if rabbit:
             delete_queues(args.rabbitmq_host, args.rabbitmq_port, [QUEUE, DURABLE_QUEUE])
