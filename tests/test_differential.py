@@ -177,3 +177,385 @@ def scenario_exchange_errors(conn):
 def test_same_as_rabbitmq(broker, rabbitmq_vhost_url, scenario):
     ours, theirs = run_both(broker, rabbitmq_vhost_url, scenario)
     assert ours == theirs
+
+
+# ---------------------------------------------------------------- more delivery scenarios
+#
+# These share one RabbitMQ vhost per module (creating one per scenario costs seconds of
+# rabbitmqctl each), so each uses its own names and deletes them before declaring.
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_shared_vhost_url() -> Iterator[str]:
+    if not rabbitmq_available():
+        pytest.skip("no RabbitMQ on localhost:5672")
+    vhost = f"leveret-diff-{uuid.uuid4().hex[:10]}"
+    try:
+        for cmd in (["add_vhost", vhost],
+                    ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
+            subprocess.run(["rabbitmqctl", "-q", *cmd], check=True, timeout=30,
+                           capture_output=True)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("cannot manage the local RabbitMQ (rabbitmqctl)")
+    yield f"amqp://guest:guest@127.0.0.1:5672/{urllib.parse.quote(vhost, safe='')}"
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], timeout=30, capture_output=True)
+
+
+def fresh(ch, queue: str, **arguments) -> str:
+    ch.queue_delete(queue)
+    ch.queue_declare(queue, arguments=arguments or None)
+    return queue
+
+
+def fresh_exchange(ch, name: str, kind: str) -> str:
+    ch.exchange_delete(name)
+    ch.exchange_declare(name, kind)
+    return name
+
+
+def outcome(action) -> object:
+    """What a client sees of ``action``: its result, or the close code and text."""
+    try:
+        return action()
+    except pika.exceptions.NackError:
+        return "nacked"
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        return ("channel closed", exc.reply_code, _no_vhost(exc.reply_text))
+    except pika.exceptions.ConnectionClosedByBroker as exc:
+        return ("connection closed", exc.reply_code, _no_vhost(exc.reply_text))
+
+
+def _no_vhost(text: str) -> str:
+    head, sep, tail = text.partition(" in vhost '")
+    return head + sep + "V'" + tail.partition("'")[2] if sep else text
+
+
+def pump_until(conn, condition, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        conn.process_data_events(time_limit=0.02)
+
+
+def scenario_requeue_across_channels(conn):
+    ch = conn.channel()
+    q = fresh(ch, "d-rq")
+    for i in range(1, 7):
+        ch.basic_publish("", q, b"%d" % i)
+    ch1, ch2 = conn.channel(), conn.channel()
+    ch1.basic_get(q)
+    ch2.basic_get(q)
+    t3 = ch1.basic_get(q)[0].delivery_tag
+    ch2.basic_get(q)
+    ch2.close()  # requeues 2 and 4
+    ch1.basic_nack(t3, requeue=True)
+    first = drain(ch, q)
+    ch1.close()
+    q2 = fresh(ch, "d-rq2")
+    for i in range(1, 4):
+        ch.basic_publish("", q2, b"%d" % i)
+    a, b = (ch.basic_get(q2)[0].delivery_tag for _ in range(2))
+    ch.basic_publish("", q2, b"4")
+    ch.basic_reject(b, requeue=True)
+    ch.basic_reject(a, requeue=True)
+    second = drain(ch, q2)
+    for i in range(3):
+        ch.basic_publish("", q2, b"%d" % i)
+    for _ in range(3):
+        ch.basic_get(q2)
+    ch.basic_nack(0, multiple=True, requeue=True)  # 0 with multiple: everything outstanding
+    return first, second, drain(ch, q2)
+
+
+def scenario_qos_combinations(conn):
+    seen = []
+    for calls in (((False, 2), (True, 3)), ((True, 3), (False, 2)), ((True, 3),),
+                  ((True, 3), (True, 0)), ((False, 1),)):
+        ch = conn.channel()
+        queues = [fresh(ch, f"d-qos{i}") for i in range(2)]
+        for q in queues:
+            for _ in range(5):
+                ch.basic_publish("", q, b"m")
+        for global_qos, count in calls:
+            ch.basic_qos(prefetch_count=count, global_qos=global_qos)
+        got: list[str] = []
+        for q in queues:
+            ch.basic_consume(q, lambda c, m, p, b, q=q, got=got: got.append(q))
+        ready = [ch.queue_declare(q, passive=True).method.message_count for q in queues]
+        pump_until(conn, lambda got=got, ready=ready: len(got) >= 10 - sum(ready))
+        seen.append((ready, sorted(got)))
+        ch.close()
+    ch = conn.channel()
+    q = fresh(ch, "d-qos-get")
+    for _ in range(5):
+        ch.basic_publish("", q, b"m")
+    ch.basic_qos(prefetch_count=1, global_qos=True)
+    method = ch.basic_get(q)[0]
+    got = []
+    ch.basic_consume(q, lambda c, m, p, b: got.append(m.delivery_tag))
+    ch.basic_ack(method.delivery_tag)
+    seen.append(ch.queue_declare(q, passive=True).method.message_count)
+    return seen
+
+
+def scenario_tx_and_tag_errors(conn):
+    seen = []
+
+    def tx_double_ack():
+        ch = conn.channel()
+        q = fresh(ch, "d-txd")
+        ch.basic_publish("", q, b"1")
+        ch.tx_select()
+        tag = ch.basic_get(q)[0].delivery_tag
+        ch.basic_ack(tag)
+        ch.basic_ack(tag)
+        return ch.queue_declare(q, passive=True).method.message_count
+
+    def unknown(kind):
+        def run():
+            ch = conn.channel()
+            getattr(ch, kind)(42)
+            return ch.queue_declare("d-txd", passive=True).method.message_count
+        return run
+
+    def switch(first, second):
+        def run():
+            ch = conn.channel()
+            getattr(ch, first)()
+            getattr(ch, second)()
+        return run
+
+    for action in (tx_double_ack, unknown("basic_ack"), unknown("basic_reject"),
+                   lambda: conn.channel().basic_nack(42, multiple=True) or
+                   conn.channel().queue_declare("d-txd", passive=True).method.message_count,
+                   lambda: conn.channel().tx_commit(), lambda: conn.channel().tx_rollback(),
+                   switch("confirm_delivery", "tx_select"),
+                   switch("tx_select", "confirm_delivery")):
+        seen.append(outcome(action))
+    return seen
+
+
+def _typed(value):
+    """A header value with its decoded type, so a long and an int differ."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+def scenario_dead_letter_headers(conn):
+    from pika.compat import long
+
+    ch = conn.channel()
+    dlx = fresh_exchange(ch, "d-dlx", "fanout")
+    dead = fresh(ch, "d-dead")
+    ch.queue_bind(dead, dlx)
+    src = fresh(ch, "d-src", **{"x-dead-letter-exchange": dlx})
+    ch.basic_publish("", src, b"body", pika.BasicProperties(
+        headers={"long": long(5), "int": 5, "bytes": b"\x01", "bool": False, "nested": {"a": [1]},
+                 "CC": ["other"]},
+        expiration="600000", priority=4, delivery_mode=2, correlation_id="c", app_id="app"))
+    ch.basic_reject(ch.basic_get(src)[0].delivery_tag, requeue=False)
+    method, props, body = wait_get(conn, ch, dead)
+    headers = {k: v for k, v in props.headers.items() if not k.startswith("x-last-death-")}
+    for death in headers["x-death"]:
+        death["time"] = "T"
+    return (body, method.exchange, method.routing_key, props.expiration, props.priority,
+            props.delivery_mode, props.correlation_id, props.app_id, _typed(headers))
+
+
+def scenario_x_death_history(conn):
+    ch = conn.channel()
+    retry = fresh(ch, "d-retry", **{"x-message-ttl": 20, "x-dead-letter-exchange": "",
+                                      "x-dead-letter-routing-key": "d-work"})
+    work = fresh(ch, "d-work", **{"x-dead-letter-exchange": "",
+                                   "x-dead-letter-routing-key": retry})
+    ch.basic_publish("", work, b"job")
+    history = []
+    for _ in range(3):
+        method = None
+        for _ in range(500):
+            method, props, _ = ch.basic_get(work)
+            if method is not None:
+                break
+            conn.process_data_events(time_limit=0.02)
+        assert method is not None
+        headers = props.headers or {}
+        history.append(([(d["queue"], d["reason"], d["count"], sorted(d))
+                         for d in headers.get("x-death", [])],
+                        sorted((k, v) for k, v in headers.items()
+                               if k.startswith("x-first-death-"))))
+        ch.basic_reject(method.delivery_tag, requeue=False)
+    return history
+
+
+def scenario_dead_letter_cycle(conn):
+    ch = conn.channel()
+    dlx = fresh_exchange(ch, "d-cycle-dlx", "fanout")
+    cyclic = fresh(ch, "d-cyclic", **{"x-message-ttl": 10, "x-dead-letter-exchange": dlx})
+    witness = fresh(ch, "d-witness")
+    ch.queue_bind(cyclic, dlx)
+    ch.queue_bind(witness, dlx)
+    ch.basic_publish("", cyclic, b"x")
+    _, props, body = wait_get(conn, ch, witness)
+    return body, ch.queue_declare(cyclic, passive=True).method.message_count, [
+        (d["queue"], d["reason"]) for d in props.headers["x-death"]]
+
+
+def scenario_length_limits(conn):
+    ch = conn.channel()
+    dlx = fresh_exchange(ch, "d-len-dlx", "fanout")
+    dead = fresh(ch, "d-len-dead")
+    ch.queue_bind(dead, dlx)
+    by_bytes = fresh(ch, "d-bytes", **{"x-max-length-bytes": 10, "x-dead-letter-exchange": dlx})
+    for body in (b"12345", b"67890", b"abc", b""):
+        ch.basic_publish("", by_bytes, body)
+    kept = drain(ch, by_bytes)
+    dropped = []
+    while len(dropped) < 1:
+        _, props, body = wait_get(conn, ch, dead)
+        dropped.append((body, props.headers["x-death"][0]["reason"]))
+    ch.confirm_delivery()
+    rdlx = fresh(ch, "d-rdlx", **{"x-max-length": 1, "x-overflow": "reject-publish-dlx",
+                                   "x-dead-letter-exchange": dlx})
+    confirms = []
+    for body in (b"first", b"", b"third"):
+        confirms.append(outcome(lambda body=body: ch.basic_publish("", rdlx, body)))
+    for _ in range(2):
+        _, props, body = wait_get(conn, ch, dead)
+        dropped.append((body, props.headers["x-death"][0]["reason"]))
+    got: list[bytes] = []
+    consumer = conn.channel()
+    for name, overflow in (("d-zero-drop", "drop-head"), ("d-zero-reject", "reject-publish")):
+        q = fresh(ch, name, **{"x-max-length": 0, "x-overflow": overflow})
+        consumer.basic_consume(q, lambda c, m, p, b: got.append(b), auto_ack=True)
+        confirms.append(outcome(lambda q=q: ch.basic_publish("", q, q.encode())))
+    pump_until(conn, lambda: len(got) >= 1)
+    return kept, sorted(dropped), drain(ch, rdlx), confirms, got
+
+
+def scenario_ttl_at_the_head(conn):
+    ch = conn.channel()
+    dlx = fresh_exchange(ch, "d-ttl-dlx", "fanout")
+    dead = fresh(ch, "d-ttl-dead")
+    ch.queue_bind(dead, dlx)
+    q = fresh(ch, "d-ttl", **{"x-dead-letter-exchange": dlx})
+    ch.basic_publish("", q, b"long", pika.BasicProperties(expiration="600000"))
+    ch.basic_publish("", q, b"short", pika.BasicProperties(expiration="20"))
+    first = ch.basic_get(q, auto_ack=True)[2]
+    _, props, second = wait_get(conn, ch, dead)
+    pq = fresh(ch, "d-ttl-prio", **{"x-max-priority": 2, "x-dead-letter-exchange": dlx})
+    ch.basic_publish("", pq, b"high", pika.BasicProperties(priority=2))
+    ch.basic_publish("", pq, b"low", pika.BasicProperties(expiration="10"))
+    high = ch.basic_get(pq, auto_ack=True)[2]
+    _, _, low = wait_get(conn, ch, dead)
+    both = fresh(ch, "d-ttl-both", **{"x-message-ttl": 600000, "x-dead-letter-exchange": dlx})
+    ch.basic_publish("", both, b"min", pika.BasicProperties(expiration="20"))
+    _, props2, third = wait_get(conn, ch, dead)
+    return (first, second, props.headers["x-death"][0]["original-expiration"], high, low,
+            drain(ch, pq), third, props2.headers["x-death"][0].get("original-expiration"))
+
+
+def scenario_expiration_property(conn):
+    seen = []
+    for i, expiration in enumerate(("foo", "-1", "1.5", " 10", "10a", "", "+60000",
+                                    "315360000001", "0", "0060000", "-0", "1e3")):
+        def publish(expiration=expiration, i=i):
+            ch = conn.channel()
+            # a fresh name each time: RabbitMQ 3.10 can route a publish that follows a delete
+            # and redeclare of the same name to the deleted queue
+            q = fresh(ch, f"d-exp{i}")
+            ch.confirm_delivery()  # the count below must see the message
+            ch.basic_publish("", q, b"x", pika.BasicProperties(expiration=expiration))
+            return ch.queue_declare(q, passive=True).method.message_count
+        seen.append((expiration, outcome(publish)))
+    return seen
+
+
+def scenario_all_argument_errors(conn):
+    import decimal
+
+    seen = []
+    for args in ({"x-message-ttl": -1}, {"x-message-ttl": "abc"},
+                 {"x-message-ttl": decimal.Decimal("1.5")}, {"x-message-ttl": 2**40},
+                 {"x-message-ttl": True}, {"x-expires": 0}, {"x-expires": -5},
+                 {"x-expires": 315360000001}, {"x-max-length": -1}, {"x-max-length": {"a": 1}},
+                 {"x-max-length-bytes": -1}, {"x-max-priority": 256}, {"x-max-priority": -1},
+                 {"x-max-priority": "x"}, {"x-dead-letter-routing-key": "k"},
+                 {"x-dead-letter-exchange": 5}, {"x-overflow": "foo"}, {"x-overflow": 5},
+                 {"x-single-active-consumer": "yes"}, {"x-single-active-consumer": 1},
+                 {"x-queue-mode": "foo"}, {"x-queue-type": "foo"},
+                 {"x-dead-letter-exchange": "not-declared"}, {"x-max-priority": 0},
+                 {"x-message-ttl": 0}):
+        def declare(args=args):
+            ch = conn.channel()
+            ch.queue_delete("d-args")
+            ch.queue_declare("d-args", arguments=args)
+            ch.queue_delete("d-args")
+            return "ok"
+        seen.append(outcome(declare))
+    return seen
+
+
+def scenario_consumer_distribution(conn):
+    ch = conn.channel()
+    q = fresh(ch, "d-rr")
+    got: list[tuple[str, bytes]] = []
+    for name in ("a", "b", "c"):
+        conn.channel().basic_consume(q, lambda c, m, p, b, n=name: got.append((n, b)),
+                                     auto_ack=True)
+    for i in range(6):
+        ch.basic_publish("", q, b"%d" % i)
+    pump_until(conn, lambda: len(got) >= 6)
+    q2 = fresh(ch, "d-prio-consumers")
+    got2: list[str] = []
+    for prio, name in ((0, "lo"), (5, "hi"), (5, "hi2")):
+        c = conn.channel()
+        c.basic_qos(prefetch_count=2)
+        c.basic_consume(q2, lambda c_, m, p, b, n=name: got2.append(n),
+                        arguments={"x-priority": prio})
+    for i in range(6):
+        ch.basic_publish("", q2, b"%d" % i)
+    pump_until(conn, lambda: len(got2) >= 6)
+    return sorted(got), sorted(got2)
+
+
+def scenario_counts_with_unacked(conn):
+    ch = conn.channel()
+    q = fresh(ch, "d-counts")
+    for i in range(3):
+        ch.basic_publish("", q, b"%d" % i)
+    method = ch.basic_get(q)[0]
+    purged = ch.queue_purge(q).method.message_count
+    ch.basic_reject(method.delivery_tag, requeue=True)
+    after_purge = drain(ch, q)
+    ch.basic_publish("", q, b"again")
+    ch.basic_get(q)
+    empty_delete = outcome(lambda: ch.queue_delete(q, if_empty=True).method.message_count)
+    ch2 = conn.channel()
+    q2 = fresh(ch2, "d-counts2")
+    for i in range(3):
+        ch2.basic_publish("", q2, b"%d" % i)
+    ch2.basic_get(q2)
+    return purged, after_purge, empty_delete, ch2.queue_delete(q2).method.message_count
+
+
+@pytest.mark.leveret_only
+@pytest.mark.parametrize("scenario", [
+    scenario_requeue_across_channels,
+    scenario_qos_combinations,
+    scenario_tx_and_tag_errors,
+    scenario_dead_letter_headers,
+    scenario_x_death_history,
+    scenario_dead_letter_cycle,
+    scenario_length_limits,
+    scenario_ttl_at_the_head,
+    scenario_expiration_property,
+    scenario_all_argument_errors,
+    scenario_consumer_distribution,
+    scenario_counts_with_unacked,
+], ids=lambda f: f.__name__.removeprefix("scenario_"))
+def test_delivery_same_as_rabbitmq(broker, rabbitmq_shared_vhost_url, scenario):
+    ours, theirs = run_both(broker, rabbitmq_shared_vhost_url, scenario)
+    assert ours == theirs
