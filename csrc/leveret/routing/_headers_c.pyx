@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=True, wraparound=False, cdivision=True
 """Compiled headers matcher: the twin of ``leveret.routing._headers_py`` (same API, results).
 
 The same index as the pure twin (header name -> on-presence bindings and canonical value ->
@@ -13,6 +13,7 @@ The semantics (``x-match``, ``x-`` arguments, presence, RabbitMQ's value equalit
 """
 
 from cpython.dict cimport PyDict_GetItem
+from cpython.list cimport PyList_Append, PyList_GET_ITEM
 from cpython.ref cimport PyObject
 from libc.stdint cimport int32_t, uint32_t
 from libc.stdint cimport uint64_t
@@ -52,8 +53,9 @@ cdef inline object _canonical(object value):
     return _header_value(value)
 
 
-cdef inline void _sort_slots(int32_t *slots, Py_ssize_t n, uint64_t *bits) noexcept:
-    """Sort distinct slot numbers: insertion sort when few, else through a bitmap of slots."""
+cdef inline Py_ssize_t _sort_slots(int32_t *slots, Py_ssize_t n, uint64_t *bits) noexcept:
+    """Sort slot numbers: insertion sort when few, else through a bitmap of slots (which also
+    drops duplicates; there are none unless the index changed mid-match). Returns the count."""
     cdef Py_ssize_t i, j, k, lo, hi
     cdef int32_t s
     cdef uint64_t word
@@ -65,7 +67,7 @@ cdef inline void _sort_slots(int32_t *slots, Py_ssize_t n, uint64_t *bits) noexc
                 slots[j + 1] = slots[j]
                 j -= 1
             slots[j + 1] = s
-        return
+        return n
     lo = hi = slots[0] >> 6
     for i in range(n):
         s = slots[i]
@@ -83,6 +85,7 @@ cdef inline void _sort_slots(int32_t *slots, Py_ssize_t n, uint64_t *bits) noexc
                 slots[k] = <int32_t>((i << 6) + leveret_ctz64(word))
                 k += 1
                 word &= word - 1
+    return k
 
 
 cdef class _Slots:
@@ -180,6 +183,7 @@ cdef class HeadersMatcher:
     cdef list _targets  # id -> target or None
     cdef list _free_ids
     cdef uint32_t _epoch
+    cdef unsigned long long _generation  # bumped by every change to the index
     # per slot: hits needed, epoch of the last hit, hits in that epoch, target id
     cdef int32_t *_need
     cdef uint32_t *_stamp
@@ -201,6 +205,7 @@ cdef class HeadersMatcher:
         self._targets = []
         self._free_ids = []
         self._epoch = 0
+        self._generation = 0
         self._cap = 0
         self._target_cap = 0
 
@@ -278,6 +283,7 @@ cdef class HeadersMatcher:
         cdef Py_ssize_t slot = len(self._slot_rule)
         cdef _Name entry
         cdef _Slots posting
+        self._generation += 1
         self._grow_slots(slot + 1)
         self._slot_rule.append(rule)
         rule.slot = <int32_t>slot
@@ -286,6 +292,7 @@ cdef class HeadersMatcher:
         self._target_of[slot] = self._target_id(rule.target)
         if rule.need == 0:
             self._always.add(<int32_t>slot)
+            self._generation += 1
             return 0
         for name, want in rule.tests:
             entry = self._names.get(name)
@@ -301,21 +308,29 @@ cdef class HeadersMatcher:
                     posting = _Slots()
                     entry.values[key] = posting
                 posting.add(<int32_t>slot)
+        self._generation += 1
         return 0
 
     cdef int _rebuild(self) except -1:
-        """Renumber the live rules densely, in bind order, and re-post them."""
+        """Renumber the live rules densely, in bind order, and re-post them.
+
+        The containers are emptied in place, never replaced: Python code run in the middle
+        of a call (a target's __eq__, a finalizer) may rebuild or clear the index, and an
+        attribute replaced then would be freed under the call still using it.
+        """
         cdef _Rule rule
-        self._names = {}
-        self._always = _Slots()
-        self._slot_rule = []
+        self._generation += 1
+        self._names.clear()
+        self._always.n = 0
+        del self._slot_rule[:]
         self._free = 0
-        self._target_ids = {}
-        self._targets = []
-        self._free_ids = []
-        for rule in self._rules.values():
+        self._target_ids.clear()
+        del self._targets[:]
+        del self._free_ids[:]
+        for rule in list(self._rules.values()):
             if rule.slot >= 0:
                 self._index(rule)
+        self._generation += 1
         return 0
 
     # ------------------------------------------------------------ API
@@ -341,6 +356,7 @@ cdef class HeadersMatcher:
         cdef int32_t slot
         if rule is None:
             return False
+        self._generation += 1
         slot = rule.slot
         if slot < 0:
             return True
@@ -363,13 +379,14 @@ cdef class HeadersMatcher:
             if entry.present.n == 0 and not entry.values:
                 del self._names[name]
         self._free += 1
+        self._generation += 1
         if self._free > 32 and self._free * 2 > len(self._slot_rule):
             self._rebuild()
         return True
 
     def clear(self):
         """Remove every binding."""
-        self._rules = {}
+        self._rules.clear()
         self._rebuild()
 
     def bindings(self):
@@ -380,59 +397,79 @@ cdef class HeadersMatcher:
 
     def match(self, headers):
         """Every target whose binding matches ``headers``, each once, first-bound first."""
-        cdef Py_ssize_t nm = 0, i
-        cdef int32_t tid
-        cdef uint32_t epoch
-        cdef _Slots found
-        cdef _Name entry
+        cdef list postings
+        cdef list out
+        cdef unsigned long long generation
+        while True:
+            # Looking up headers may run Python code (hashing a key, canonicalising a value,
+            # a finalizer), which may bind or unbind here. So gather the postings first, then
+            # count in C with nothing that can call out, and start over if the index changed.
+            generation = self._generation
+            postings = self._postings(headers)
+            out = []
+            if self._generation == generation:
+                self._count_hits(postings, out)
+                return out
+
+    cdef list _postings(self, headers):
+        """The slot lists a message hits: per header, on presence and on its value."""
+        cdef list postings = []
         cdef PyObject *ptr
+        cdef _Name entry
+        cdef dict names = self._names
+        if not headers or not names:
+            return postings
+        cdef dict table = headers if type(headers) is dict else dict(headers)
+        for name, have in table.items():
+            ptr = PyDict_GetItem(names, name)
+            if ptr is NULL:
+                continue
+            entry = <_Name>ptr
+            if entry.present.n:
+                postings.append(entry.present)
+            if entry.values:
+                ptr = PyDict_GetItem(entry.values, _canonical(have))
+                if ptr is not NULL:
+                    postings.append(<_Slots>ptr)
+        return postings
+
+    cdef int _count_hits(self, list postings, list out) except -1:
+        """Count the hits, sort the matched slots and append their targets once each."""
+        cdef Py_ssize_t nm = 0, i, tid
+        cdef _Slots found
         cdef int32_t *need = self._need
         cdef uint32_t *stamp = self._stamp
         cdef int32_t *count = self._count
         cdef int32_t *matched = self._matched
-        cdef dict names = self._names
-        cdef dict table
 
         self._epoch += 1
         if self._epoch == 0:  # wrapped: stale stamps could look current, so clear them
             memset(self._stamp, 0, self._cap * sizeof(uint32_t))
             memset(self._target_stamp, 0, self._target_cap * sizeof(uint32_t))
             self._epoch = 1
-        epoch = self._epoch
-
-        if headers and names:
-            table = headers if type(headers) is dict else dict(headers)
-            for name, have in table.items():
-                ptr = PyDict_GetItem(names, name)
-                if ptr is NULL:
-                    continue
-                entry = <_Name>ptr
-                if entry.present.n:
-                    nm = _hits(entry.present, need, stamp, count, epoch, matched, nm)
-                if entry.values:
-                    ptr = PyDict_GetItem(entry.values, _canonical(have))
-                    if ptr is not NULL:
-                        nm = _hits(<_Slots>ptr, need, stamp, count, epoch, matched, nm)
-
+        cdef uint32_t epoch = self._epoch
+        for i in range(len(postings)):
+            nm = _hits(<_Slots>PyList_GET_ITEM(postings, i), need, stamp, count, epoch,
+                       matched, nm)
         found = self._always
         for i in range(found.n):
             matched[nm] = found.items[i]
             nm += 1
         if nm == 0:
-            return []
+            return 0
         if nm > 1:
-            _sort_slots(matched, nm, self._slot_bits)
+            nm = _sort_slots(matched, nm, self._slot_bits)
 
-        cdef list out = []
         cdef list targets = self._targets
+        cdef Py_ssize_t ntargets = len(targets)
         cdef uint32_t *target_stamp = self._target_stamp
         cdef int32_t *target_of = self._target_of
         for i in range(nm):
             tid = target_of[matched[i]]
-            if target_stamp[tid] != epoch:
+            if tid < ntargets and target_stamp[tid] != epoch:
                 target_stamp[tid] = epoch
-                out.append(targets[tid])
-        return out
+                PyList_Append(out, <object>PyList_GET_ITEM(targets, tid))
+        return 0
 
 
 cdef void *_grow(void *ptr, size_t size) except NULL:

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=True, wraparound=False, cdivision=True
 """Compiled topic trie: the twin of ``leveret.routing._topic_py`` (same API, results, order).
 
 The trie lives in C arrays, not Python objects:
@@ -17,8 +17,12 @@ The trie lives in C arrays, not Python objects:
 - each node's targets are a list in bind order (with their ids in a C array and a dict for
   membership); when some target has several bindings, a per-target stamp removes duplicates.
 
-Nothing during the walk calls back into Python code that could re-enter the trie: the output
-list is made before the walk, and the walk only reads dicts keyed by str and appends to it.
+Nothing during the walk calls back into Python code that could change the trie under it (the
+output list is made before the walk, which only reads dicts keyed by str and appends to it).
+Binding and unbinding do call Python code (a target's ``__hash__`` and ``__eq__``, finalizers
+run by the garbage collector), so they re-check node numbers against the arrays after it: a
+trie changed meanwhile, even from another thread, may end up with odd bindings but never
+reads or writes outside its arrays.
 """
 
 from cpython.dict cimport PyDict_GetItem
@@ -89,19 +93,21 @@ cdef class _Targets:
         free(self.tids)
 
     cdef int add(self, target, Py_ssize_t tid) except -1:
-        cdef Py_ssize_t n = len(self.items), cap
-        if n == self.cap:
-            cap = max(4, self.cap * 2)
+        cdef Py_ssize_t n, cap
+        self.index[target] = None  # (may run the target's __eq__: measure after)
+        n = len(self.items)
+        if n >= self.cap:
+            cap = max(4, n + 1, self.cap * 2)
             self.tids = <int32_t *>_grow(self.tids, cap * sizeof(int32_t))
             self.cap = cap
-        self.index[target] = None
         self.items.append(target)
         self.tids[n] = <int32_t>tid
         return 0
 
     cdef int remove(self, target, Py_ssize_t tid) except -1:
-        cdef Py_ssize_t n = len(self.items), i, j
-        del self.index[target]
+        cdef Py_ssize_t n, i, j
+        del self.index[target]  # (may run the target's __eq__: read the length after)
+        n = min(len(self.items), self.cap)
         for i in range(n):
             if self.tids[i] == tid:
                 del self.items[i]
@@ -153,6 +159,17 @@ cdef class TopicTrie:
     cdef Py_ssize_t _hits_cap
 
     def __cinit__(self):
+        # The containers are made once and only ever changed in place: Python code run in
+        # the middle of a call (a target's __eq__, a finalizer) may clear the trie, and an
+        # attribute replaced then would be freed under the call still using it.
+        self._free_nodes = []
+        self._targets_of = []
+        self._word_ids = {}
+        self._words = []
+        self._word_refs = []
+        self._free_words = []
+        self._target_ids = {}
+        self._free_targets = []
         self._init()
 
     def __dealloc__(self):
@@ -177,17 +194,17 @@ cdef class TopicTrie:
     cdef int _init(self) except -1:
         self._nodes_used = 0
         self._nodes_cap = 0
-        self._free_nodes = []
-        self._targets_of = []
+        del self._free_nodes[:]
+        del self._targets_of[:]
         self._edges_mask = -1
         self._edges_used = 0
         self._edges_shift = 64
-        self._word_ids = {}
-        self._words = []
-        self._word_refs = []
-        self._free_words = []
-        self._target_ids = {}
-        self._free_targets = []
+        self._word_ids.clear()
+        del self._words[:]
+        del self._word_refs[:]
+        del self._free_words[:]
+        self._target_ids.clear()
+        del self._free_targets[:]
         self._targets_cap = 0
         self._shared = 0
         self._count = 0
@@ -434,12 +451,13 @@ cdef class TopicTrie:
             self._targets_of[node] = None
         self._target_unref(target)
         self._count -= 1
-        # prune the nodes that no longer lead anywhere, bottom-up
+        # prune the nodes that no longer lead anywhere, bottom-up (the checks against
+        # _nodes_used guard against a clear() run by the target's __eq__ above)
         for i in range(depth, 0, -1):
             node = path[i]
-            if not self._empty(node):
-                break
             parent = path[i - 1]
+            if node >= self._nodes_used or parent >= self._nodes_used or not self._empty(node):
+                break
             word = words[i - 1]
             if word == "*":
                 self._nodes[parent].star = NONE
@@ -463,6 +481,8 @@ cdef class TopicTrie:
         cdef Py_ssize_t i
         cdef dict literals = {}  # parent -> [(word, child)]
         for i in range(self._edges_mask + 1):
+            if i > self._edges_mask:  # the table shrank: cleared meanwhile (by a finalizer)
+                break
             if self._edges[i].key:
                 parent = <Py_ssize_t>(self._edges[i].key >> 32) - 1
                 word = self._words[self._edges[i].key & 0xFFFFFFFF]
@@ -472,6 +492,8 @@ cdef class TopicTrie:
         cdef Node *n
         while stack:
             node, words = stack.pop()
+            if node >= self._nodes_used:  # (the trie was cleared meanwhile)
+                continue
             targets = self._targets_of[node]
             if targets is not None:
                 key = ".".join(words)
@@ -608,9 +630,9 @@ cdef class TopicTrie:
             return 0
         for h in range(hits):
             targets = <_Targets>PyList_GET_ITEM(self._targets_of, self._hits[h])
-            for j in range(len(targets.items)):
+            for j in range(min(len(targets.items), targets.cap)):
                 tid = targets.tids[j]
-                if stamp[tid] != epoch:
+                if tid < self._targets_cap and stamp[tid] != epoch:
                     stamp[tid] = epoch
                     PyList_Append(out, <object>PyList_GET_ITEM(targets.items, j))
         return 0
