@@ -12,7 +12,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from test_delivery import Inbox
+from test_delivery import Inbox, vhost_name
 from test_exchanges import closed_with, drain
 
 
@@ -434,7 +434,7 @@ def test_single_active_consumer_takeover_gets_requeued_messages_first(broker, co
     for i in range(4):
         channel.basic_publish("", "sac-order", b"%d" % i)
     first = RawClient(broker.host, broker.port)
-    first.handshake(vhost=getattr(broker, "vhost", "/"))
+    first.handshake(vhost=vhost_name(broker))
     first.open_channel(1)
     first.send_method(1, spec.Basic.Qos(prefetch_count=2))
     first.recv_until(spec.Basic.QosOk)
@@ -515,3 +515,158 @@ def test_memory_high_watermark_blocks_publishers():
         assert cch.basic_get("heavy", auto_ack=True)[2] == b"y"
         cons.close()
         pub.close()
+
+
+# ---------------------------------------------------------------- the same through aio-pika
+
+
+async def aio_channel(broker, **kwargs):
+    import aio_pika
+
+    conn = await aio_pika.connect(broker.url)
+    return conn, await conn.channel(**kwargs)
+
+
+async def aio_dlx(ch, source: str, **args):
+    import aio_pika
+
+    dlx = await ch.declare_exchange("aio-dlx", aio_pika.ExchangeType.FANOUT)
+    dead = await ch.declare_queue("dead-" + source)
+    await dead.bind(dlx)
+    queue = await ch.declare_queue(source, arguments={"x-dead-letter-exchange": "aio-dlx",
+                                                      **args})
+    return queue, dead
+
+
+async def aio_get(broker, queue, count: int = 1):
+    await broker.wait_for_messages(queue.name, count)
+    return await queue.get(no_ack=True)
+
+
+async def test_aio_drop_head_dead_letters_with_x_death(abroker):
+    import aio_pika
+
+    conn, ch = await aio_channel(abroker)
+    async with conn:
+        src, dead = await aio_dlx(ch, "aio-bounded", **{"x-max-length": 1})
+        for body in (b"old", b"new"):
+            await ch.default_exchange.publish(aio_pika.Message(body, headers={"n": 1}),
+                                              "aio-bounded")
+        got = await aio_get(abroker, dead)
+        assert got.body == b"old" and got.headers["n"] == 1
+        (death,) = got.headers["x-death"]
+        assert (death["reason"], death["queue"], death["count"]) == ("maxlen", "aio-bounded", 1)
+        assert got.headers["x-first-death-reason"] == "maxlen"
+        assert (await src.get(no_ack=True)).body == b"new"
+
+
+async def test_aio_per_message_ttl_and_queue_ttl(abroker):
+    import aio_pika
+
+    conn, ch = await aio_channel(abroker)
+    async with conn:
+        _, dead = await aio_dlx(ch, "aio-ttl", **{"x-message-ttl": 600000})
+        await ch.default_exchange.publish(aio_pika.Message(b"soon", expiration=0.02), "aio-ttl")
+        got = await aio_get(abroker, dead)
+        assert got.body == b"soon" and got.expiration is None
+        assert got.headers["x-death"][0]["reason"] == "expired"
+        assert got.headers["x-death"][0]["original-expiration"] == "20"
+
+
+async def test_aio_reject_publish_dlx_nacks_and_dead_letters(abroker):
+    import aio_pika
+
+    conn, ch = await aio_channel(abroker, publisher_confirms=True)
+    async with conn:
+        src, dead = await aio_dlx(ch, "aio-full", **{"x-max-length": 1,
+                                                     "x-overflow": "reject-publish-dlx"})
+        await ch.default_exchange.publish(aio_pika.Message(b"kept"), "aio-full")
+        with pytest.raises(aio_pika.exceptions.DeliveryError):
+            await ch.default_exchange.publish(aio_pika.Message(b"refused"), "aio-full")
+        got = await aio_get(abroker, dead)
+        assert got.body == b"refused" and got.headers["x-death"][0]["reason"] == "maxlen"
+        assert (await src.get(no_ack=True)).body == b"kept"
+
+
+async def test_aio_priorities_with_requeue(abroker):
+    import aio_pika
+
+    conn, ch = await aio_channel(abroker)
+    async with conn:
+        q = await ch.declare_queue("aio-prio", arguments={"x-max-priority": 9})
+        for body, prio in ((b"low", 1), (b"top", 9), (b"mid", 5), (b"top2", 9)):
+            await ch.default_exchange.publish(aio_pika.Message(body, priority=prio), "aio-prio")
+        first = await q.get()
+        assert first.body == b"top"
+        await first.nack(requeue=True)  # back to its place: first among the 9s
+        bodies = []
+        while (msg := await q.get(no_ack=True, fail=False)) is not None:
+            bodies.append((msg.body, msg.redelivered))
+        assert bodies == [(b"top", True), (b"top2", False), (b"mid", False), (b"low", False)]
+
+
+async def test_aio_single_active_consumer_hands_over_on_cancel(abroker):
+    import asyncio
+
+    import aio_pika
+
+    conn, ch = await aio_channel(abroker)
+    async with conn:
+        q = await ch.declare_queue("aio-sac", arguments={"x-single-active-consumer": True})
+        first: asyncio.Queue = asyncio.Queue()
+        second: asyncio.Queue = asyncio.Queue()
+        tag = await q.consume(first.put, no_ack=True)
+        await q.consume(second.put, no_ack=True)
+        for i in range(3):
+            await ch.default_exchange.publish(aio_pika.Message(b"%d" % i), "aio-sac")
+        assert [(await first.get()).body for _ in range(3)] == [b"0", b"1", b"2"]
+        assert second.empty()
+        await q.cancel(tag)
+        await ch.default_exchange.publish(aio_pika.Message(b"3"), "aio-sac")
+        assert (await asyncio.wait_for(second.get(), 10)).body == b"3"
+
+
+async def test_aio_x_expires_spares_a_consumed_queue(abroker):
+    import asyncio
+
+    conn, ch = await aio_channel(abroker)
+    async with conn:
+        kept = await ch.declare_queue("aio-kept", arguments={"x-expires": 30})
+
+        async def ignore(message) -> None:
+            pass
+
+        tag = await kept.consume(ignore)
+        await ch.declare_queue("aio-clock", arguments={"x-expires": 30})  # expires later
+        while "aio-clock" in [q.name for q in abroker.queues()]:
+            await asyncio.sleep(0.005)
+        assert "aio-kept" in [q.name for q in abroker.queues()]  # it has a consumer
+        await kept.cancel(tag)
+        while "aio-kept" in [q.name for q in abroker.queues()]:  # unused now: it goes
+            await asyncio.sleep(0.005)
+
+
+async def test_aio_invalid_argument_and_expiration(abroker):
+    import asyncio
+
+    import aio_pika
+    import aiormq
+
+    conn = await aio_pika.connect(abroker.url)
+    async with conn:
+        ch = await conn.channel()
+        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed) as info:
+            await ch.declare_queue("aio-bad", arguments={"x-message-ttl": -1})
+        assert "invalid arg 'x-message-ttl' for queue 'aio-bad'" in str(info.value)
+        assert "{value_negative,-1}" in str(info.value)
+        ch = await conn.channel()
+        await ch.declare_queue("aio-exp")
+        # aio-pika checks expirations itself; its aiormq channel sends what it is given
+        raw = await ch.get_underlay_channel()
+        # the channel is closed under whatever is pending (aiormq may cancel it with the reason)
+        with pytest.raises((aio_pika.exceptions.ChannelPreconditionFailed,
+                            asyncio.CancelledError)) as info:
+            await raw.basic_publish(b"x", routing_key="aio-exp",
+                                    properties=aiormq.spec.Basic.Properties(expiration="later"))
+            await ch.declare_queue("aio-exp", passive=True)
+        assert "PRECONDITION_FAILED - invalid expiration 'later': no_integer" in str(info.value)

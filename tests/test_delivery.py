@@ -79,11 +79,17 @@ def test_exclusive_consumer_refuses_others(connection):
         ch3.basic_consume("excl2", lambda *a: None, exclusive=True)
 
 
+def vhost_name(broker) -> str:
+    """The vhost under test: a RabbitMQ target's own, else the default one."""
+    vhost = getattr(broker, "vhost", "/")
+    return vhost if isinstance(vhost, str) else "/"
+
+
 def raw_client(broker):
     from rawamqp import RawClient
 
     client = RawClient(broker.host, broker.port)
-    client.handshake(vhost=getattr(broker, "vhost", "/"))
+    client.handshake(vhost=vhost_name(broker))
     client.open_channel(1)
     return client
 
