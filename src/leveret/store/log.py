@@ -31,7 +31,7 @@ _ID = struct.Struct(">BQ")
 _U32 = struct.Struct(">I")
 
 
-@dataclass
+@dataclass(slots=True)
 class Published:
     store_id: int
     vhost: str
@@ -63,49 +63,45 @@ def encode_marker(kind: int, store_id: int = 0) -> bytes:
     return _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-class _Cursor:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
+_Q = struct.Struct(">Q")
+_names: dict[bytes, str] = {}  # vhost, queue, exchange and routing-key names repeat: decode once
 
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise ValueError("field runs past the record")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
 
-    def short(self) -> str:
-        return self.take(self.take(1)[0]).decode("utf-8")
-
-    def long_bytes(self) -> bytes:
-        return self.take(_U32.unpack(self.take(4))[0])
+def _name(raw: bytes) -> str:
+    name = _names.get(raw)
+    if name is None:
+        name = raw.decode("utf-8")
+        if len(_names) < 65536:
+            _names[raw] = name
+    return name
 
 
 def read_segment(path: Path) -> Iterator[tuple[int, object]]:
     """(kind, Published | store_id | None) for each good record; cuts the file at damage."""
     data = path.read_bytes()
+    view = memoryview(data)
     pos = 0
-    while pos < len(data):
+    size = len(data)
+    while pos < size:
         reason = ""
-        if len(data) - pos < _HEAD.size:
+        if size - pos < _HEAD.size:
             reason = "truncated record header"
         else:
             length, crc = _HEAD.unpack_from(data, pos)
-            end = pos + _HEAD.size + length
-            if end > len(data):
+            start = pos + _HEAD.size
+            end = start + length
+            if end > size:
                 reason = "truncated record"
+            elif not length or zlib.crc32(view[start:end]) != crc:
+                reason = "checksum mismatch"
             else:
-                payload = data[pos + _HEAD.size : end]
-                if zlib.crc32(payload) != crc or not payload:
-                    reason = "checksum mismatch"
-                else:
-                    try:
-                        yield _decode(payload)
-                    except (ValueError, UnicodeDecodeError, struct.error) as exc:
-                        reason = f"bad record ({exc})"
+                try:
+                    yield _decode(data, start, end)
+                except (ValueError, UnicodeDecodeError, struct.error, IndexError) as exc:
+                    reason = f"bad record ({exc})"
         if reason:
             log.warning("store: %s damaged at byte %d of %d (%s); recovered the records before "
-                        "it and cut the rest", path.name, pos, len(data), reason)
+                        "it and cut the rest", path.name, pos, size, reason)
             with open(path, "r+b") as f:
                 f.truncate(pos)
                 f.flush()
@@ -114,19 +110,38 @@ def read_segment(path: Path) -> Iterator[tuple[int, object]]:
         pos = end
 
 
-def _decode(payload: bytes) -> tuple[int, object]:
-    kind = payload[0]
+def _decode(data: bytes, pos: int, end: int) -> tuple[int, object]:
+    kind = data[pos]
     if kind == CLEAN:
         return CLEAN, None
-    c = _Cursor(payload)
-    c.take(1)
-    (store_id,) = struct.unpack(">Q", c.take(8))
+    if end - pos < 9:
+        raise ValueError("record too short")
+    (store_id,) = _Q.unpack_from(data, pos + 1)
     if kind in (REMOVE, DELIVERED):
         return kind, store_id
     if kind != PUBLISH:
         raise ValueError(f"unknown record type {kind}")
-    return PUBLISH, Published(store_id, c.short(), c.short(), c.short(), c.short(),
-                              c.long_bytes(), c.long_bytes())
+    pos += 9
+    names = []
+    for _ in range(4):
+        n = data[pos]
+        stop = pos + 1 + n
+        if stop > end:
+            raise ValueError("name runs past the record")
+        names.append(_name(data[pos + 1 : stop]))
+        pos = stop
+    blobs = []
+    for _ in range(2):
+        if pos + 4 > end:
+            raise ValueError("length runs past the record")
+        (n,) = _U32.unpack_from(data, pos)
+        stop = pos + 4 + n
+        if stop > end:
+            raise ValueError("field runs past the record")
+        blobs.append(data[pos + 4 : stop])
+        pos = stop
+    return PUBLISH, Published(store_id, names[0], names[1], names[2], names[3], blobs[0],
+                              blobs[1])
 
 
 class SegmentedLog:
