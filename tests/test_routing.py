@@ -878,6 +878,30 @@ def test_readme_example():
     assert m.match({"format": "pdf", "type": "report", "pages": 3}) == ["q3", "q4"]
 
 
+def test_docs_example(topic, headers, monkeypatch):
+    """The example in docs/routing.md runs and prints what its comments say (both twins)."""
+    import ast
+    import pathlib
+
+    import leveret.routing
+
+    monkeypatch.setattr(leveret.routing, "TopicTrie", topic.TopicTrie)
+    monkeypatch.setattr(leveret.routing, "HeadersMatcher", headers.HeadersMatcher)
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "routing.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    checked = 0
+    for line in code.splitlines():
+        statement, _, comment = line.partition("# ")
+        if not comment.startswith("-> "):
+            exec(statement, scope)
+            continue
+        expected = re.match(r"-> (.*?)(?::\s.*)?$", comment).group(1)
+        assert eval(statement, scope) == ast.literal_eval(expected), line
+        checked += 1
+    assert checked >= 10
+
+
 def test_compiled_router_is_the_default():
     if os.environ.get("LEVERET_NO_EXTENSIONS") or not os.environ.get(
             "LEVERET_REQUIRE_EXTENSIONS"):

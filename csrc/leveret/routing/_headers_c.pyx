@@ -464,11 +464,14 @@ cdef class HeadersMatcher:
         cdef Py_ssize_t ntargets = len(targets)
         cdef uint32_t *target_stamp = self._target_stamp
         cdef int32_t *target_of = self._target_of
+        cdef PyObject *target
         for i in range(nm):
             tid = target_of[matched[i]]
             if tid < ntargets and target_stamp[tid] != epoch:
                 target_stamp[tid] = epoch
-                PyList_Append(out, <object>PyList_GET_ITEM(targets, tid))
+                target = PyList_GET_ITEM(targets, tid)
+                if target != <PyObject *>None:  # a freed id: only after a re-entrant change
+                    PyList_Append(out, <object>target)
         return 0
 
 

@@ -1,8 +1,11 @@
 """Leveret's router, usable on its own: ``from leveret.routing import TopicTrie, HeadersMatcher``.
 
-Importing this package loads neither the server, uvloop nor pamqp. The compiled twins
-(``_topic_c``, ``_headers_c``) are used when built; ``LEVERET_NO_EXTENSIONS=1`` forces the
-pure-Python ones.
+RabbitMQ's topic and headers matching (see ``docs/routing.md`` and the notes in
+``_common``, ``_topic_py`` and ``_headers_py``). Importing this package loads neither the
+server, uvloop nor pamqp. The compiled twins (``_topic_c``, ``_headers_c``) are used when
+built; ``LEVERET_NO_EXTENSIONS=1`` forces the pure-Python ones, and
+``LEVERET_REQUIRE_EXTENSIONS=1`` makes a missing compiled module an ImportError.
+``IMPLEMENTATION`` and ``HEADERS_IMPLEMENTATION`` say which is in use (``"c"`` or ``"py"``).
 
     >>> trie = TopicTrie()
     >>> trie.bind("stock.*.nyse", "q1")
