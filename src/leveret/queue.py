@@ -319,7 +319,13 @@ class Queue:
 
     def _pop_ready(self) -> QueueEntry:
         entry = self.ready.popleft()
-        self._left_ready(entry)
+        # _left_ready inlined: this is on the delivery hot path
+        size = len(entry.message.body)
+        self.ready_bytes -= size
+        memory = self.memory
+        memory.used -= size
+        if memory.blocked:
+            memory.check_release()
         return entry
 
     def _left_ready(self, entry: QueueEntry) -> None:
