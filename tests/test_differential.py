@@ -541,8 +541,27 @@ def scenario_counts_with_unacked(conn):
     return purged, after_purge, empty_delete, ch2.queue_delete(q2).method.message_count
 
 
+def scenario_limits_with_requeue_and_priorities(conn):
+    ch = conn.channel()
+    q = fresh(ch, "d-ml", **{"x-max-length": 2})
+    for body in (b"1", b"2"):
+        ch.basic_publish("", q, body)
+    method = ch.basic_get(q)[0]
+    ch.basic_publish("", q, b"3")
+    ch.basic_nack(method.delivery_tag, requeue=True)  # back at the head, over the limit
+    requeued = drain(ch, q)
+    pq = fresh(ch, "d-mlp", **{"x-max-length": 2, "x-max-priority": 5})
+    for body, prio in ((b"lo", 0), (b"hi", 5), (b"mid", 2)):
+        ch.basic_publish("", pq, body, pika.BasicProperties(priority=prio))
+    by_priority = drain(ch, pq)  # drop-head drops the head: the highest priority
+    big = fresh(ch, "d-mlb", **{"x-max-length-bytes": 2})
+    ch.basic_publish("", big, b"too long")
+    return requeued, by_priority, drain(ch, big)
+
+
 @pytest.mark.leveret_only
 @pytest.mark.parametrize("scenario", [
+    scenario_limits_with_requeue_and_priorities,
     scenario_requeue_across_channels,
     scenario_qos_combinations,
     scenario_tx_and_tag_errors,
