@@ -10,6 +10,7 @@ import aio_pika
 import pika
 import pika.exceptions
 import pytest
+from pamqp import commands as spec
 
 from test_exchanges import closed_with, drain
 
@@ -438,3 +439,89 @@ def test_confirm_and_tx_do_not_mix(connection):
     ch.tx_select()
     with closed_with(406):
         ch.confirm_delivery()
+
+
+# ---------------------------------------------------------------- confirms on the wire
+
+
+def confirm_outcomes(client, count: int) -> tuple[dict[int, str], int]:
+    """Read confirms until every tag up to ``count`` is settled: {tag: 'ack'|'nack'}, frames."""
+    outcomes: dict[int, str] = {}
+    frames_seen = 0
+    while len(outcomes) < count:
+        _, frame = client.recv_frame()
+        if isinstance(frame, (spec.Basic.Ack, spec.Basic.Nack)):
+            frames_seen += 1
+            kind = "ack" if isinstance(frame, spec.Basic.Ack) else "nack"
+            if frame.multiple:  # every tag up to this one not confirmed yet
+                tags = [t for t in range(1, frame.delivery_tag + 1) if t not in outcomes]
+            else:
+                tags = [frame.delivery_tag]
+            for tag in tags:
+                assert tag not in outcomes, f"tag {tag} confirmed twice"
+                outcomes[tag] = kind
+    return outcomes, frames_seen
+
+
+def raw_publish_frames(queue: str, body: bytes = b"x", mandatory: bool = False) -> bytes:
+    from pamqp import body as pbody
+    from pamqp import frame as pframe
+    from pamqp import header as pheader
+
+    return (pframe.marshal(spec.Basic.Publish(exchange="", routing_key=queue,
+                                              mandatory=mandatory), 1)
+            + pframe.marshal(pheader.ContentHeader(0, len(body), spec.Basic.Properties()), 1)
+            + pframe.marshal(pbody.ContentBody(body), 1))
+
+
+def confirming_client(broker):
+    client = raw_client(broker)
+    client.send_method(1, spec.Confirm.Select())
+    client.recv_until(spec.Confirm.SelectOk)
+    return client
+
+
+def test_confirms_cover_every_publish_once(broker):
+    client = confirming_client(broker)
+    client.send_method(1, spec.Queue.Declare(queue="confirm-burst"))
+    client.recv_until(spec.Queue.DeclareOk)
+    client.send(b"".join(raw_publish_frames("confirm-burst") for _ in range(50)))
+    outcomes, _ = confirm_outcomes(client, 50)
+    assert outcomes == {tag: "ack" for tag in range(1, 51)}
+    client.close()
+
+
+@pytest.mark.leveret_only  # RabbitMQ coalesces too, but how much depends on its timing
+def test_confirms_are_coalesced_into_multiple_acks(broker):
+    client = confirming_client(broker)
+    client.send_method(1, spec.Queue.Declare(queue="confirm-coalesced"))
+    client.recv_until(spec.Queue.DeclareOk)
+    client.send(b"".join(raw_publish_frames("confirm-coalesced") for _ in range(50)))
+    _, frames_seen = confirm_outcomes(client, 50)
+    assert frames_seen < 50
+    client.close()
+
+
+def test_nacks_between_acks_for_reject_publish(broker):
+    client = confirming_client(broker)
+    client.send_method(1, spec.Queue.Declare(queue="confirm-full", arguments={
+        "x-max-length": 2, "x-overflow": "reject-publish"}))
+    client.recv_until(spec.Queue.DeclareOk)
+    client.send(b"".join(raw_publish_frames("confirm-full") for _ in range(4))
+                + raw_publish_frames("no-such-queue"))  # unroutable: acked
+    outcomes, _ = confirm_outcomes(client, 5)
+    assert outcomes == {1: "ack", 2: "ack", 3: "nack", 4: "nack", 5: "ack"}
+    client.close()
+
+
+def test_mandatory_return_comes_before_its_confirm(broker):
+    client = confirming_client(broker)
+    client.send(raw_publish_frames("no-such-queue", b"back", mandatory=True))
+    seen = []
+    while not seen or not isinstance(seen[-1], spec.Basic.Ack):
+        _, frame = client.recv_frame()
+        seen.append(frame)
+    assert [type(f).__name__ for f in seen] == ["Return", "ContentHeader", "ContentBody", "Ack"]
+    assert seen[0].reply_code == 312 and seen[0].reply_text == "NO_ROUTE"
+    assert seen[2].value == b"back" and seen[3].delivery_tag == 1
+    client.close()
