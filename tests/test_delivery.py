@@ -525,3 +525,34 @@ def test_mandatory_return_comes_before_its_confirm(broker):
     assert seen[0].reply_code == 312 and seen[0].reply_text == "NO_ROUTE"
     assert seen[2].value == b"back" and seen[3].delivery_tag == 1
     client.close()
+
+
+@pytest.mark.parametrize("notify", [True, False])
+def test_server_cancel_only_with_the_capability(broker, connection, notify):
+    from rawamqp import RawClient
+
+    client = RawClient(broker.host, broker.port)
+    client.send(b"AMQP\x00\x00\x09\x01")
+    client.recv_until(spec.Connection.Start)
+    client.send_method(0, spec.Connection.StartOk(
+        client_properties={"capabilities": {"consumer_cancel_notify": notify}},
+        mechanism="PLAIN", response="\0guest\0guest", locale="en_US"))
+    _, tune = client.recv_until(spec.Connection.Tune)
+    client.send_method(0, spec.Connection.TuneOk(channel_max=tune.channel_max,
+                                                 frame_max=tune.frame_max, heartbeat=0))
+    client.send_method(0, spec.Connection.Open(virtual_host=vhost_name(broker)))
+    client.recv_until(spec.Connection.OpenOk)
+    client.open_channel(1)
+    client.send_method(1, spec.Queue.Declare(queue="cancel-notify"))
+    client.recv_until(spec.Queue.DeclareOk)
+    client.send_method(1, spec.Basic.Consume(queue="cancel-notify", consumer_tag="watcher"))
+    client.recv_until(spec.Basic.ConsumeOk)
+    connection.channel().queue_delete("cancel-notify")
+    client.send_method(1, spec.Basic.Qos(prefetch_count=1))
+    _, frame = client.recv_frame()
+    if notify:
+        assert isinstance(frame, spec.Basic.Cancel)
+        assert (frame.consumer_tag, frame.nowait) == ("watcher", True)
+        _, frame = client.recv_frame()
+    assert isinstance(frame, spec.Basic.QosOk)
+    client.close()
