@@ -388,3 +388,14 @@ def test_deleting_queue_removes_its_bindings(channel):
     channel.queue_declare("q-gone")
     channel.basic_publish("gone", "", b"x")
     assert drain(channel, "q-gone") == []
+
+
+def test_headers_unbind_keeps_same_arguments_under_another_key(channel):
+    channel.exchange_declare("h2", "headers")
+    q = fresh_queue(channel)
+    args = {"x-match": "all", "k": "v"}
+    channel.queue_bind(q, "h2", routing_key="one", arguments=args)
+    channel.queue_bind(q, "h2", routing_key="two", arguments=args)
+    channel.queue_unbind(q, "h2", routing_key="one", arguments=args)
+    channel.basic_publish("h2", "", b"still", pika.BasicProperties(headers={"k": "v"}))
+    assert drain(channel, q) == [b"still"]

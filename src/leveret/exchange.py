@@ -197,6 +197,11 @@ class HeadersExchange(Exchange):
         self._matcher.bind(binding.arguments, binding.destination)
 
     def _unbind(self, binding: Binding) -> None:
+        # the matcher knows (arguments, destination); the same pair may still be bound with
+        # another routing key, which RabbitMQ counts as a separate binding
+        if any(b.destination is binding.destination and b._key[2] == binding._key[2]
+               for b in self.bindings):
+            return
         self._matcher.unbind(binding.arguments, binding.destination)
 
     def route(self, message: Message) -> list[Destination]:
