@@ -477,6 +477,37 @@ def test_invalid_queue_arguments_are_406(connection, args, text):
         f"'{_vhost_of(connection)}': {text}")
 
 
+@pytest.mark.parametrize(
+    "first,second,text",
+    [
+        ({"x-message-ttl": 10}, {"x-message-ttl": 20}, "received '20' but current is '10'"),
+        ({}, {"x-max-length": 5},
+         "received the value '5' of type 'signedint' but current is none"),
+        ({"x-single-active-consumer": True}, {},
+         "received none but current is the value 'true' of type 'bool'"),
+        ({"x-single-active-consumer": True}, {"x-single-active-consumer": False},
+         "received 'false' but current is 'true'"),
+        ({"x-overflow": "reject-publish"}, {},
+         "received none but current is the value 'reject-publish' of type 'longstr'"),
+    ],
+)
+def test_redeclare_with_other_arguments_is_406(connection, first, second, text):
+    ch = connection.channel()
+    ch.queue_declare("redeclared", arguments=first)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        ch.queue_declare("redeclared", arguments=second)
+    assert info.value.reply_text == (
+        f"PRECONDITION_FAILED - inequivalent arg '{list(first or second)[0]}' for queue "
+        f"'redeclared' in vhost '{_vhost_of(connection)}': {text}")
+    connection.channel().queue_delete("redeclared")
+
+
+def test_redeclare_tolerates_the_default_queue_type_and_unknown_arguments(connection):
+    ch = connection.channel()
+    ch.queue_declare("lenient", arguments={"x-queue-type": "classic", "x-custom": 1})
+    ch.queue_declare("lenient", arguments={"x-custom": 2})
+
+
 def _vhost_of(connection) -> str:
     return connection._impl.params.virtual_host  # noqa: SLF001
 

@@ -18,7 +18,7 @@ from .errors import (
 from .exchange import EXCHANGE_TYPES, KINDS, Binding, Exchange
 from .memory import MemoryMonitor
 from .queue import Queue
-from .queue_args import parse_queue_arguments
+from .queue_args import amqp_type_name, parse_queue_arguments
 
 if TYPE_CHECKING:
     from .message import Message
@@ -231,11 +231,16 @@ class VirtualHost:
                     )
             for key in COMPARED_QUEUE_ARGS:
                 new, old = arguments.get(key), existing.arguments.get(key)
+                if key == "x-queue-type":  # absent means the default type, classic
+                    new, old = new or "classic", old or "classic"
                 if not _equivalent(new, old):
+                    if new is None or old is None:
+                        what = f"received {_describe(new)} but current is {_describe(old)}"
+                    else:
+                        what = f"received '{_erlang(new)}' but current is '{_erlang(old)}'"
                     raise ChannelError(
                         PRECONDITION_FAILED,
-                        f"inequivalent arg '{key}' for {self._where('queue', name)}: received "
-                        f"{_describe(new)} but current is {_describe(old)}",
+                        f"inequivalent arg '{key}' for {self._where('queue', name)}: {what}",
                     )
             existing.touch()
             return existing, False
@@ -365,8 +370,16 @@ def _equivalent(a: Any, b: Any) -> bool:
 
 
 def _describe(value: Any) -> str:
+    """RabbitMQ's words for an argument when the other side lacks it."""
     if value is None:
         return "none"
-    if isinstance(value, str):
-        return f"'{value}'"
-    return f"'{value}'"
+    return f"the value '{_erlang(value)}' of type '{amqp_type_name(value)}'"
+
+
+def _erlang(value: Any) -> str:
+    """A value as RabbitMQ prints it in these texts (true/false, not True/False)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
