@@ -310,6 +310,28 @@ def test_expired_message_behind_the_head_waits_for_it(connection, channel):
     assert drain(channel, "prio-ttl") == []
 
 
+@pytest.mark.leveret_only
+def test_recovered_messages_expire_on_time_after_a_restart(tmp_path):
+    from leveret import Broker
+
+    durable = pika.BasicProperties(delivery_mode=2)
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.exchange_declare("restart-dlx", "fanout", durable=True)
+        ch.queue_declare("restart-dead", durable=True)
+        ch.queue_bind("restart-dead", "restart-dlx")
+        ch.queue_declare("restart-ttl", durable=True, arguments={
+            "x-message-ttl": 3000, "x-dead-letter-exchange": "restart-dlx"})
+        ch.basic_publish("", "restart-ttl", b"x", durable)
+        conn.close()
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        # nobody touches restart-ttl: only its expiry timer can move the message
+        broker.wait_for_messages("restart-dead", 1, timeout=30)
+        assert broker.queue("restart-ttl").messages == 0
+
+
 def test_requeued_expired_message_is_dead_lettered_not_redelivered(connection, channel):
     dead = dlx_setup(channel, "requeue-ttl", **{"x-message-ttl": 30})
     channel.basic_publish("", "requeue-ttl", b"x")

@@ -365,8 +365,11 @@ class Queue:
             if deadline >= self._expiry_at:
                 return
             timer.cancel()  # a new head expires sooner
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop yet (a store restoring before start): lazy expiry only
+            return
         self._expiry_at = deadline
-        loop = asyncio.get_running_loop()
         self._expiry_timer = loop.call_later(max(0.0, deadline - _now()), self._on_expiry_timer)
 
     def _on_expiry_timer(self) -> None:
@@ -488,6 +491,8 @@ class Queue:
         size = len(message.body)
         self.ready_bytes += size
         self.memory.used += size
+        if entry.deadline:
+            self._arm_expiry_timer()  # expire on time even if nobody consumes after a restart
 
     # ------------------------------------------------------------------ settlement
 
