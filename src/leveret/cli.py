@@ -71,17 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         channel_max=args.channel_max,
         memory_high_watermark=args.memory_high_watermark,
         data_dir=data_dir,
+        loop=args.loop,
     )
-    broker.settings.loop = args.loop
     loop = _new_loop(args.loop)
     asyncio.set_event_loop(loop)
 
     async def run() -> int:
-        from .store import StoreError
+        store_errors: tuple[type[Exception], ...] = ()
+        if data_dir:  # --in-memory never loads the store
+            from .store import StoreError
 
+            store_errors = (StoreError,)
         try:
             await broker.start()
-        except StoreError as exc:
+        except store_errors as exc:
             print(f"leveret: {exc}", file=sys.stderr)
             return 1
         except OSError as exc:

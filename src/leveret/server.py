@@ -57,13 +57,23 @@ class Server:
     # ------------------------------------------------------------------ listening
 
     async def start(self) -> None:
-        self._listener = await self.loop.create_server(
-            lambda: Connection(self),
-            host=self.settings.host,
-            port=self.settings.port,
-            reuse_address=True,
-            backlog=1024,
-        )
+        sock = _bound_socket(self.settings.host, self.settings.port)
+        if sock is not None:
+            # a numeric address needs no getaddrinfo: no resolver thread pool in this process
+            try:
+                self._listener = await self.loop.create_server(
+                    lambda: Connection(self), sock=sock, backlog=1024)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            self._listener = await self.loop.create_server(
+                lambda: Connection(self),
+                host=self.settings.host,
+                port=self.settings.port,
+                reuse_address=True,
+                backlog=1024,
+            )
         for sock in self._listener.sockets:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -102,3 +112,23 @@ class Server:
             self._listener = None
         if self.store is not None:
             self.store.close()
+
+
+def _bound_socket(host: str, port: int) -> socket.socket | None:
+    """A socket bound to ``host`` if it is a numeric IPv4 or IPv6 address, else None."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio does
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    return None
