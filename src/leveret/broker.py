@@ -6,17 +6,17 @@
     with Broker.in_thread() as broker:        # on its own loop in a background thread
         conn = pika.BlockingConnection(pika.URLParameters(broker.url))
 
-The command line (``leveret``) is a thin shell over this class.
+The command line (``leveret``) is a thin shell over this class. The inspection API (``queues``,
+``peek``, ``purge``, ``wait_for_messages``) reads the broker's state directly, no AMQP needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
-import time
-import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,8 +31,8 @@ class QueueInfo:
 
     vhost: str
     name: str
-    messages: int  # ready
-    unacked: int
+    messages: int  # ready (not delivered)
+    unacked: int  # delivered, waiting for an ack
     consumers: int
     durable: bool
     exclusive: bool
@@ -42,13 +42,40 @@ class QueueInfo:
 
 @dataclass(frozen=True)
 class PeekedMessage:
-    """A ready message, read without consuming it."""
+    """A ready message, read without consuming it (``properties`` is a copy)."""
 
     body: bytes
     exchange: str
     routing_key: str
     properties: dict[str, Any]
     redelivered: bool
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """The ``headers`` property, ``{}`` when the message has none."""
+        return dict(self.properties.get("headers") or {})
+
+
+class _QueueCreationWatch:
+    """Stands in for a vhost's ``queue_factory`` to tell watchers about every new queue
+    (``wait_for_messages`` may be called before the queue is declared)."""
+
+    def __init__(self, factory: Callable[..., Any]) -> None:
+        self.factory = factory
+        self.watchers: list[Callable[[Any], None]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        queue = self.factory(*args, **kwargs)
+        for watcher in list(self.watchers):
+            watcher(queue)
+        return queue
+
+    @classmethod
+    def on(cls, vhost: Any) -> _QueueCreationWatch:
+        watch = vhost.queue_factory
+        if not isinstance(watch, cls):
+            watch = vhost.queue_factory = cls(watch)
+        return watch
 
 
 class Broker:
@@ -58,8 +85,14 @@ class Broker:
     port), ``user``/``password``/``vhost`` (the default user and vhost, guest/guest and ``/``),
     ``users`` (more name -> password pairs), ``vhosts`` (more virtual hosts), ``data_dir``
     (None keeps everything in memory), ``heartbeat``, ``frame_max``, ``channel_max``,
-    ``memory_high_watermark`` (bytes; 0 = none).
+    ``memory_high_watermark`` (bytes; 0 = none), ``loop`` (``uvloop`` or ``asyncio``: the loop
+    ``in_thread`` runs; ``async with Broker()`` always uses the caller's loop).
+
+    The methods run on the broker's event loop: call them from that loop (``async with``), or
+    use ``Broker.in_thread()``, whose same-named methods are safe from any thread.
     """
+
+    embedded = True  # the pytest plugin's stand-in for an external broker says False
 
     def __init__(
         self,
@@ -76,6 +109,7 @@ class Broker:
         frame_max: int = 131072,
         channel_max: int = 2047,
         memory_high_watermark: int = 0,
+        loop: str = "uvloop",
         settings: Settings | None = None,
     ) -> None:
         if settings is None:
@@ -92,12 +126,14 @@ class Broker:
                 frame_max=frame_max,
                 channel_max=channel_max,
                 memory_high_watermark=memory_high_watermark,
+                loop=loop,
             )
         self.settings = settings
         self.user = next(iter(settings.users))
         self.password = settings.users[self.user]
         self.default_vhost = settings.vhosts[0] if settings.vhosts else "/"
         self._server: Any = None
+        self._wakeups: set[asyncio.Event] = set()  # pending wait_for_messages calls
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -106,13 +142,20 @@ class Broker:
         """Start listening on the running loop; returns self."""
         from .server import Server  # imported here: `import leveret` stays light
 
+        if self._server is not None:
+            raise RuntimeError("the broker is already running")
         self.loop = asyncio.get_running_loop()
         server = Server(self.settings, self.loop)
         if self.settings.data_dir:
             from .store import attach_store
 
             attach_store(server, self.settings.data_dir)
-        await server.start()
+        try:
+            await server.start()
+        except BaseException:
+            if server.store is not None:
+                server.store.close()  # let go of the data dir's lock
+            raise
         self._server = server
         return self
 
@@ -120,6 +163,8 @@ class Broker:
         """Close every client connection (320 CONNECTION_FORCED) and stop listening."""
         if self._server is not None:
             server, self._server = self._server, None
+            for wakeup in self._wakeups:
+                wakeup.set()  # pending waits see that the broker stopped
             await server.stop()
 
     async def __aenter__(self) -> Broker:
@@ -139,17 +184,16 @@ class Broker:
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the broker is not running")
-        return int(self._server.port)
+        return int(self._need_server().port)
 
     def url_for(self, vhost: str | None = None) -> str:
         """The AMQP URL of ``vhost`` (default: the default vhost) for the default user."""
+        from urllib.parse import quote
+
         vhost = self.default_vhost if vhost is None else vhost
-        user = urllib.parse.quote(self.user, safe="")
-        password = urllib.parse.quote(self.password, safe="")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"amqp://{user}:{password}@{host}:{self.port}/{urllib.parse.quote(vhost, safe='')}"
+        return (f"amqp://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{host}:"
+                f"{self.port}/{quote(vhost, safe='')}")
 
     @property
     def url(self) -> str:
@@ -160,12 +204,18 @@ class Broker:
 
     @classmethod
     def in_thread(cls, *args: Any, **kwargs: Any) -> ThreadedBroker:
-        """A broker on its own event loop in a background thread, for synchronous code."""
+        """A broker on its own event loop in a background thread, for synchronous code; use it
+        as a context manager or call ``start()`` / ``stop()``."""
         return ThreadedBroker(cls(*args, **kwargs))
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled."""
+        await asyncio.Event().wait()
 
     # ------------------------------------------------------------------ vhosts
 
     def add_vhost(self, name: str) -> None:
+        """Create a virtual host (nothing happens if it exists); every user may use it."""
         self._need_server().add_vhost(name)
         if name not in self.settings.vhosts:
             self.settings.vhosts.append(name)
@@ -193,112 +243,208 @@ class Broker:
         except KeyError:
             raise KeyError(f"no vhost {name!r}") from None
 
+    def _queue(self, name: str, vhost: str | None) -> Any:
+        q = self._vhost(vhost).queues.get(name)
+        if q is None:
+            raise KeyError(f"no queue {name!r}")
+        return q
+
+    @staticmethod
+    def _info(q: Any) -> QueueInfo:
+        return QueueInfo(q.vhost.name, q.name, q.message_count, q.unacked, q.consumer_count,
+                         q.durable, q.exclusive, q.auto_delete, dict(q.arguments))
+
     def queues(self, vhost: str | None = None) -> list[QueueInfo]:
         """Every queue of ``vhost`` (default vhost if None) with its counts."""
-        vh = self._vhost(vhost)
-        return [
-            QueueInfo(vh.name, q.name, q.message_count, q.unacked, q.consumer_count, q.durable,
-                      q.exclusive, q.auto_delete, dict(q.arguments))
-            for q in vh.queues.values()
-        ]
+        return [self._info(q) for q in self._vhost(vhost).queues.values()]
 
     def queue(self, name: str, vhost: str | None = None) -> QueueInfo:
-        for info in self.queues(vhost):
-            if info.name == name:
-                return info
-        raise KeyError(f"no queue {name!r}")
+        """One queue's counts (KeyError if there is no such queue)."""
+        return self._info(self._queue(name, vhost))
 
     def peek(self, queue: str, vhost: str | None = None, limit: int | None = None
              ) -> list[PeekedMessage]:
         """The ready messages of ``queue`` from the head, without consuming them."""
-        q = self._vhost(vhost).queues.get(queue)
-        if q is None:
-            raise KeyError(f"no queue {queue!r}")
+        from . import frames
+
         return [
             PeekedMessage(e.message.body, e.message.exchange, e.message.routing_key,
-                          dict(e.message.properties), e.redelivered)
-            for e in q.peek(limit)
+                          frames.decode_properties(e.message.raw_props), e.redelivered)
+            for e in self._queue(queue, vhost).peek(limit)
         ]
+
+    def purge(self, queue: str, vhost: str | None = None) -> int:
+        """Drop the ready messages of one queue; returns how many."""
+        return int(self._queue(queue, vhost).purge())
 
     def purge_all(self, vhost: str | None = None) -> int:
         """Drop every ready message of every queue (of one vhost, or all); returns the count."""
         server = self._need_server()
         vhosts = [self._vhost(vhost)] if vhost is not None else list(server.vhosts.values())
-        return sum(q.purge() for vh in vhosts for q in vh.queues.values())
+        return sum(q.purge() for vh in vhosts for q in list(vh.queues.values()))
 
     async def wait_for_messages(self, queue: str, count: int, vhost: str | None = None,
-                                timeout: float = 5.0) -> QueueInfo:
-        """Wait until ``queue`` holds at least ``count`` ready messages (TimeoutError after
-        ``timeout`` seconds); the queue need not exist yet."""
-        deadline = time.monotonic() + timeout
-        vh_name = vhost
-        while True:
-            vh = self._vhost(vh_name)
-            q = vh.queues.get(queue)
-            if q is not None and q.message_count >= count:
-                return self.queue(queue, vh_name)
-            if time.monotonic() >= deadline:
-                have = q.message_count if q is not None else "no queue"
-                raise TimeoutError(f"queue {queue!r} has {have} messages, wanted {count}")
-            await asyncio.sleep(0.005)
+                                timeout: float | None = 5.0) -> QueueInfo:
+        """Wait until ``queue`` holds at least ``count`` ready messages; the queue need not
+        exist yet. Raises TimeoutError after ``timeout`` seconds (None waits for ever).
 
-    async def serve_forever(self) -> None:
-        """Run until cancelled."""
-        await asyncio.Event().wait()
+        Woken by the queue itself (its ``on_ready`` hook), not by polling. Messages handed
+        straight to a consumer are never ready: wait on a queue nobody consumes from.
+        """
+        vh = self._vhost(vhost)
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:
+            raise RuntimeError("wait_for_messages runs on the broker's loop; with "
+                               "Broker.in_thread() call the ThreadedBroker's method instead")
+        wakeup = asyncio.Event()
+
+        def poke(_queue: Any) -> None:
+            wakeup.set()
+
+        def created(new: Any) -> None:
+            if new.name == queue:
+                wakeup.set()
+
+        creation = _QueueCreationWatch.on(vh)
+        creation.watchers.append(created)
+        self._wakeups.add(wakeup)
+        watched: Any = None
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            while True:
+                if self._server is None:
+                    raise RuntimeError("the broker stopped")
+                if self._server.vhosts.get(vh.name) is not vh:
+                    raise KeyError(f"vhost {vh.name!r} was deleted")
+                q = vh.queues.get(queue)
+                if q is not watched:
+                    _unhook(watched, poke)
+                    if q is not None:
+                        q.on_ready.append(poke)
+                        q.on_delete.append(poke)
+                    watched = q
+                if q is not None and q.message_count >= count:
+                    return self._info(q)
+                wakeup.clear()
+                if deadline is None:
+                    await wakeup.wait()
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    have = f"{q.message_count} ready" if q is not None else "not been declared"
+                    raise TimeoutError(f"queue {queue!r} has {have} after {timeout} s; "
+                                       f"waited for {count} messages")
+                try:
+                    await asyncio.wait_for(wakeup.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass  # checked once more above, then reported
+        finally:
+            self._wakeups.discard(wakeup)
+            creation.watchers.remove(created)
+            _unhook(watched, poke)
+
+
+def _unhook(queue: Any, hook: Callable[[Any], None]) -> None:
+    if queue is not None:
+        for hooks in (queue.on_ready, queue.on_delete):
+            if hook in hooks:
+                hooks.remove(hook)
 
 
 class ThreadedBroker:
-    """A ``Broker`` running on its own loop in a daemon thread; every method is thread-safe."""
+    """A ``Broker`` running on its own loop in a daemon thread.
+
+    Every method is safe to call from any thread: each runs on the broker's loop and returns
+    its result. ``stop()`` leaves no thread, socket or task behind, and the broker can be
+    started again. Async code on another loop awaits ``wait_for_messages_async``.
+    """
+
+    embedded = True
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._started = threading.Event()
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> ThreadedBroker:
-        self._thread = threading.Thread(target=self._run, name="leveret-broker", daemon=True)
-        self._thread.start()
-        self._started.wait()
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
+        """Start the broker thread and return once the broker listens (or raise why not)."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError("the broker is already running")
+            started = threading.Event()
+            self._error = None
+            thread = threading.Thread(target=self._run, args=(started,), name="leveret-broker",
+                                      daemon=True)
+            thread.start()
+            started.wait()
+            if self._error is not None:
+                thread.join()
+                error, self._error = self._error, None
+                raise error
+            self._thread = thread
         return self
 
-    def _run(self) -> None:
-        loop = _new_loop(self.broker.settings.loop)
-        self._loop = loop
+    def _run(self, started: threading.Event) -> None:
         try:
-            loop.run_until_complete(self._main())
+            loop = _new_loop(self.broker.settings.loop)
+        except BaseException as exc:
+            self._error = exc
+            started.set()
+            return
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main(loop, started))
         finally:
             try:
+                _cancel_remaining_tasks(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
             finally:
+                self._loop = None
+                asyncio.set_event_loop(None)
                 loop.close()
+                started.set()  # in case the loop died before the broker started
 
-    async def _main(self) -> None:
+    async def _main(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
         self._stop = asyncio.Event()
         try:
             await self.broker.start()
         except BaseException as exc:  # reported to the starting thread
             self._error = exc
-            self._started.set()
             return
-        self._started.set()
+        self._loop = loop
+        started.set()
         try:
             await self._stop.wait()
         finally:
             await self.broker.stop()
 
     def stop(self) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join()
-        self._thread = None
+        """Close every client connection (320 CONNECTION_FORCED), stop listening, and end the
+        thread. Doing nothing if the broker is not running."""
+        with self._lock:
+            thread = self._thread
+            if thread is None:
+                return
+            if thread.ident == threading.get_ident():
+                raise RuntimeError("stop() called from the broker's own thread")
+            self._thread = None
+            loop, stop = self._loop, self._stop
+            if loop is not None and stop is not None:
+                try:
+                    loop.call_soon_threadsafe(stop.set)
+                except RuntimeError:
+                    pass  # the loop is already closed
+            thread.join()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self.broker.running
 
     def __enter__(self) -> ThreadedBroker:
         return self.start()
@@ -306,19 +452,38 @@ class ThreadedBroker:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # ------------------------------------------------------------------ marshalling
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        loop = self._loop
+        if loop is None or self._thread is None:
+            coro.close()
+            raise RuntimeError("the broker is not running")
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+    def _result(self, future: concurrent.futures.Future[T]) -> T:
+        """The future's result; a RuntimeError if the broker's thread ends first."""
+        thread = self._thread
+        while True:
+            done, _ = concurrent.futures.wait([future], timeout=0.25)
+            if done:
+                return future.result()
+            if thread is None or not thread.is_alive():
+                future.cancel()
+                raise RuntimeError("the broker stopped")
+
     def _call(self, fn: Callable[[], T]) -> T:
-        assert self._loop is not None
+        thread = self._thread
+        if thread is not None and thread.ident == threading.get_ident():
+            return fn()  # already on the broker's loop (e.g. from a hook)
 
         async def run() -> T:
             return fn()
 
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+        return self._result(self._submit(run()))
 
-    def _await(self, coro: Awaitable[T], timeout: float | None = None) -> T:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore
+    # ------------------------------------------------------------------ the Broker API
 
-    # the Broker API, marshalled onto the broker's loop
     @property
     def url(self) -> str:
         return self.broker.url
@@ -330,6 +495,10 @@ class ThreadedBroker:
     @property
     def host(self) -> str:
         return self.broker.host
+
+    @property
+    def default_vhost(self) -> str:
+        return self.broker.default_vhost
 
     def url_for(self, vhost: str | None = None) -> str:
         return self.broker.url_for(vhost)
@@ -353,20 +522,100 @@ class ThreadedBroker:
              ) -> list[PeekedMessage]:
         return self._call(lambda: self.broker.peek(queue, vhost, limit))
 
+    def purge(self, queue: str, vhost: str | None = None) -> int:
+        return self._call(lambda: self.broker.purge(queue, vhost))
+
     def purge_all(self, vhost: str | None = None) -> int:
         return self._call(lambda: self.broker.purge_all(vhost))
 
     def wait_for_messages(self, queue: str, count: int, vhost: str | None = None,
-                          timeout: float = 5.0) -> QueueInfo:
-        """Block until ``queue`` holds ``count`` ready messages (TimeoutError after timeout)."""
-        return self.wait_for_messages_future(queue, count, vhost, timeout).result()
+                          timeout: float | None = 5.0) -> QueueInfo:
+        """Block until ``queue`` holds ``count`` ready messages (TimeoutError after timeout).
+        Don't call it from a loop your clients need: use ``wait_for_messages_async`` there."""
+        return self._result(self.wait_for_messages_future(queue, count, vhost, timeout))
+
+    async def wait_for_messages_async(self, queue: str, count: int, vhost: str | None = None,
+                                      timeout: float | None = 5.0) -> QueueInfo:
+        """The same, awaited in the caller's async code: asyncio (pytest-asyncio, anyio) or
+        trio, without blocking the caller's loop."""
+        future = self.wait_for_messages_future(queue, count, vhost, timeout)
+        if _in_trio():
+            import trio
+
+            return await trio.to_thread.run_sync(self._result, future)  # type: ignore
+        return await asyncio.wrap_future(future)
 
     def wait_for_messages_future(self, queue: str, count: int, vhost: str | None = None,
-                                 timeout: float = 5.0) -> concurrent.futures.Future[QueueInfo]:
-        """The same as a future, for ``await asyncio.wrap_future(...)`` in async code."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(
-            self.broker.wait_for_messages(queue, count, vhost, timeout), self._loop)
+                                 timeout: float | None = 5.0
+                                 ) -> concurrent.futures.Future[QueueInfo]:
+        """The same as a ``concurrent.futures.Future``."""
+        return self._submit(self.broker.wait_for_messages(queue, count, vhost, timeout))
+
+    def vhost(self, name: str | None = None) -> VhostView:
+        """The inspection API bound to one vhost (default: the default vhost)."""
+        return VhostView(self, self.default_vhost if name is None else name)
+
+
+class VhostView:
+    """The inspection API of one vhost of a ``ThreadedBroker``, for assertions in tests."""
+
+    def __init__(self, broker: ThreadedBroker, name: str) -> None:
+        self.broker = broker
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<VhostView {self.name!r}>"
+
+    @property
+    def url(self) -> str:
+        return self.broker.url_for(self.name)
+
+    def queues(self) -> list[QueueInfo]:
+        return self.broker.queues(self.name)
+
+    def queue(self, name: str) -> QueueInfo:
+        return self.broker.queue(name, self.name)
+
+    def queue_names(self) -> list[str]:
+        return [q.name for q in self.queues()]
+
+    def peek(self, queue: str, limit: int | None = None) -> list[PeekedMessage]:
+        return self.broker.peek(queue, self.name, limit)
+
+    def purge(self, queue: str | None = None) -> int:
+        """Drop the ready messages of one queue, or of every queue of the vhost."""
+        if queue is None:
+            return self.broker.purge_all(self.name)
+        return self.broker.purge(queue, self.name)
+
+    def wait_for_messages(self, queue: str, count: int, timeout: float | None = 5.0
+                          ) -> QueueInfo:
+        return self.broker.wait_for_messages(queue, count, self.name, timeout)
+
+    async def wait_for_messages_async(self, queue: str, count: int,
+                                      timeout: float | None = 5.0) -> QueueInfo:
+        return await self.broker.wait_for_messages_async(queue, count, self.name, timeout)
+
+
+def _in_trio() -> bool:
+    trio = sys.modules.get("trio")  # not imported by us unless the caller runs trio
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _cancel_remaining_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """As ``asyncio.run`` does on the way out: cancel what is left and let it finish."""
+    tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 def _new_loop(kind: str) -> asyncio.AbstractEventLoop:

@@ -211,6 +211,7 @@ class Queue:
         self._sac = opts.single_active_consumer
         self._idle_timer: asyncio.TimerHandle | None = None
         self.on_delete: list[Callable[[Queue], None]] = []
+        self.on_ready: list[Callable[[Queue], None]] = []  # told when messages become ready
         self.memory = vhost.memory
         if opts.expires is not None:
             self._arm_idle_timer()
@@ -253,6 +254,8 @@ class Queue:
             self.memory.used += size
             if self.consumers:
                 self.dispatch()
+            if self.on_ready:
+                self._ready_grew()
             return True
         return self._push_with_features(message, publisher, seq)
 
@@ -299,6 +302,8 @@ class Queue:
             self._arm_expiry_timer()
         if self.consumers:
             self.dispatch()
+        if self.on_ready:
+            self._ready_grew()
         return True
 
     def _would_overflow(self, size: int) -> bool:
@@ -539,6 +544,8 @@ class Queue:
                 self.settled(head)
                 dead_letter(self, head.message, "maxlen")
         self.dispatch()
+        if self.on_ready:
+            self._ready_grew()
 
     # ------------------------------------------------------------------ consumers
 
@@ -590,6 +597,11 @@ class Queue:
             if timer is not None:
                 timer.cancel()
         self._expiry_timer = self._idle_timer = None
+
+    def _ready_grew(self) -> None:
+        """Tell the watchers (``leveret.Broker.wait_for_messages``) that messages arrived."""
+        for hook in list(self.on_ready):
+            hook(self)
 
     def peek(self, limit: int | None = None) -> list[QueueEntry]:
         """The ready entries from the head, without consuming them."""
