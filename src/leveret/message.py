@@ -68,21 +68,6 @@ class Message:
     def size(self) -> int:
         return len(self.body)
 
-    def with_properties(self, exchange: str, routing_key: str, props: dict[str, Any]) -> Message:
-        """A copy with new routing and properties (dead-lettering rewrites both)."""
-        raw = frames.encode_properties(props)
-        msg = Message(
-            exchange,
-            routing_key,
-            raw,
-            self.body,
-            props.get("delivery_mode") or 0,
-            props.get("priority") or 0,
-            props.get("expiration"),
-        )
-        msg._props = props
-        return msg
-
 
 class QueueEntry:
     """One message's place in one queue: ``seq`` orders it, so a requeue finds its old spot."""
