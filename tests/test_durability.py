@@ -118,9 +118,9 @@ def test_damaged_tail_is_recovered_up_to_the_damage(tmp_path, caplog):
             ch.basic_publish("", "d", b"ok%d" % i, PERSISTENT)
     segment = sorted((tmp_path / "messages").glob("*.log"))[-1]
     data = segment.read_bytes()
-    # cut the clean-shutdown record and half of the last message, then add garbage
-    clean_len = 8 + 1
-    segment.write_bytes(data[: len(data) - clean_len - 10] + b"\x00\x01garbage")
+    # as a crash mid-write leaves it: no clean-shutdown mark, the last record torn, garbage
+    (tmp_path / "messages" / "CLEAN").unlink()
+    segment.write_bytes(data[: len(data) - 10] + b"\x00\x01garbage")
     with caplog.at_level(logging.WARNING, logger="leveret.store"):
         with Broker.in_thread(data_dir=str(tmp_path)) as broker:
             ch = connect(broker).channel()
@@ -140,34 +140,24 @@ def test_damaged_definitions_do_not_prevent_start(tmp_path, caplog):
     assert any("damaged" in r.getMessage() for r in caplog.records)
 
 
-def test_segments_roll_and_dead_ones_are_deleted(tmp_path):
-    from leveret.store import Store
-
-    original = Store.__init__
-
-    def small_segments(self, directory, segment_bytes=64 << 20):
-        original(self, directory, segment_bytes=4096)
-
-    Store.__init__ = small_segments  # type: ignore[method-assign]
-    try:
-        with Broker.in_thread(data_dir=str(tmp_path)) as broker:
-            conn = connect(broker)
-            ch = conn.channel()
-            ch.confirm_delivery()
-            ch.queue_declare("roll", durable=True)
-            for i in range(200):
-                ch.basic_publish("", "roll", b"%04d" % i + b"." * 200, PERSISTENT)
-            many = len(list((tmp_path / "messages").glob("*.log")))
-            assert many > 5
-            for _ in range(200):
-                method, _, _ = ch.basic_get("roll")
-                ch.basic_ack(method.delivery_tag)
-            ch.basic_publish("", "roll", b"last", PERSISTENT)  # a flush after the acks
-            assert len(list((tmp_path / "messages").glob("*.log"))) < many
-        with Broker.in_thread(data_dir=str(tmp_path)) as broker:
-            assert [m.body for m in broker.peek("roll")] == [b"last"]
-    finally:
-        Store.__init__ = original  # type: ignore[method-assign]
+def test_segments_roll_and_dead_ones_are_deleted(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEVERET_STORE_SEGMENT_BYTES", "4096")
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        conn = connect(broker)
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("roll", durable=True)
+        for i in range(200):
+            ch.basic_publish("", "roll", b"%04d" % i + b"." * 200, PERSISTENT)
+        many = len(list((tmp_path / "messages").glob("*.log")))
+        assert many > 5
+        for _ in range(200):
+            method, _, _ = ch.basic_get("roll")
+            ch.basic_ack(method.delivery_tag)
+        ch.basic_publish("", "roll", b"last", PERSISTENT)  # a flush after the acks
+        assert len(list((tmp_path / "messages").glob("*.log"))) < many
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        assert [m.body for m in broker.peek("roll")] == [b"last"]
 
 
 # ---------------------------------------------------------------- crash safety

@@ -85,8 +85,9 @@ class Broker:
     port), ``user``/``password``/``vhost`` (the default user and vhost, guest/guest and ``/``),
     ``users`` (more name -> password pairs), ``vhosts`` (more virtual hosts), ``data_dir``
     (None keeps everything in memory), ``heartbeat``, ``frame_max``, ``channel_max``,
-    ``memory_high_watermark`` (bytes; 0 = none), ``loop`` (``uvloop`` or ``asyncio``: the loop
-    ``in_thread`` runs; ``async with Broker()`` always uses the caller's loop).
+    ``memory_high_watermark`` (bytes; 0 = none), ``memory_budget`` (bytes of durable queues'
+    messages kept in memory when there is a ``data_dir``; the rest is paged out), ``loop``
+    (``uvloop`` or ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always uses the caller's loop).
 
     The methods run on the broker's event loop: call them from that loop (``async with``), or
     use ``Broker.in_thread()``, whose same-named methods are safe from any thread.
@@ -109,6 +110,7 @@ class Broker:
         frame_max: int = 131072,
         channel_max: int = 2047,
         memory_high_watermark: int = 0,
+        memory_budget: int = 128 * 1024 * 1024,
         loop: str = "uvloop",
         settings: Settings | None = None,
     ) -> None:
@@ -126,6 +128,7 @@ class Broker:
                 frame_max=frame_max,
                 channel_max=channel_max,
                 memory_high_watermark=memory_high_watermark,
+                memory_budget=memory_budget,
                 loop=loop,
             )
         self.settings = settings

@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channel-max", type=int, default=2047, help="most channels per connection")
     p.add_argument("--memory-high-watermark", type=int, default=0,
                    help="block publishers above this many bytes of queued messages (0 = off)")
+    p.add_argument("--memory-budget", type=int, default=128 * 1024 * 1024,
+                   help="with a data dir: bytes of durable queues' messages kept in memory; the "
+                        "rest waits on disk and is read back in turn (default 128 MiB)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"],
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         frame_max=args.frame_max,
         channel_max=args.channel_max,
         memory_high_watermark=args.memory_high_watermark,
+        memory_budget=args.memory_budget,
         data_dir=data_dir,
         loop=args.loop,
     )

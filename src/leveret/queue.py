@@ -109,9 +109,10 @@ class PriorityReady:
     """Ready entries of a priority queue (x-max-priority): one ReadyList per priority level;
     higher levels first, FIFO (by sequence) within a level."""
 
-    def __init__(self, max_priority: int) -> None:
+    def __init__(self, max_priority: int,
+                 new_level: Callable[[], ReadyList] = ReadyList) -> None:
         self.max = max_priority
-        self.levels = [ReadyList() for _ in range(max_priority + 1)]
+        self.levels = [new_level() for _ in range(max_priority + 1)]
         self.count = 0
 
     def _level(self, entry: QueueEntry) -> ReadyList:
@@ -192,8 +193,13 @@ class Queue:
         self.arguments = dict(arguments or {})
         self.options = options or parse_queue_arguments(self.arguments, name, vhost.name)
         opts = self.options
+        store = vhost.store
+        # with a data dir, a durable queue's ready list pages messages out past the budget
+        new_list: Callable[[], ReadyList] = (
+            (lambda: store.ready_list(self)) if store is not None and durable else ReadyList)
         self.ready: ReadyList | PriorityReady = (
-            PriorityReady(opts.max_priority) if opts.max_priority is not None else ReadyList()
+            PriorityReady(opts.max_priority, new_list) if opts.max_priority is not None
+            else new_list()
         )
         self.ready_bytes = 0
         self.consumers: list[Consumer] = []
@@ -475,23 +481,36 @@ class Queue:
             self._arm_expiry_timer()  # the new head may expire sooner
         return entry
 
-    def recovered(self, message: Message, store_id: int, redelivered: bool) -> None:
-        """A persistent message read back from the store at start-up, in its old order."""
+    def stored_entry(self, message: Message, store_id: int, redelivered: bool,
+                     deadline: float = 0.0, since: float = 0.0) -> QueueEntry:
+        """An entry for a message read back from the store, behind every entry so far.
+
+        ``since``: it was recovered then, and its TTL (queue or per message) counts from
+        then; otherwise ``deadline`` is the one it had when it was paged out.
+        """
         self._seq += 1
         entry = QueueEntry(self._seq, message)
         entry.store_id = store_id
         entry.redelivered = redelivered
-        if message.expiration is not None:
-            try:
-                message.ttl = int(message.expiration)
-            except ValueError:
-                message.ttl = None
-        ttl = self.options.message_ttl
-        if message.ttl is not None:
-            ttl = message.ttl if ttl is None else min(ttl, message.ttl)
-        if ttl is not None:
+        if since:
+            if message.expiration is not None:
+                try:
+                    message.ttl = int(message.expiration)
+                except ValueError:
+                    message.ttl = None
+            ttl = self.options.message_ttl
+            if message.ttl is not None:
+                ttl = message.ttl if ttl is None else min(ttl, message.ttl)
+            if ttl is not None:
+                deadline = since + ttl / 1000.0
+        if deadline:
             self._timed = True
-            entry.deadline = _now() + ttl / 1000.0
+            entry.deadline = deadline
+        return entry
+
+    def recovered(self, message: Message, store_id: int, redelivered: bool) -> None:
+        """A persistent message read back from the store at start-up, in its old order."""
+        entry = self.stored_entry(message, store_id, redelivered, since=_now())
         self.ready.append(entry)
         size = len(message.body)
         self.ready_bytes += size
@@ -530,6 +549,8 @@ class Queue:
         entries = list(entries)
         self.unacked -= len(entries)
         if self.deleted:
+            for entry in entries:
+                self.settled(entry)  # gone with the queue: its store record too
             return
         ready = self.ready
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
@@ -581,9 +602,7 @@ class Queue:
         count = len(self.ready)
         store = self.vhost.store
         if store is not None:
-            for entry in self.ready:
-                if entry.store_id:
-                    store.remove(self, entry)
+            store.purge(self)  # without reading back what is paged out
         self.ready.clear()
         self.memory.used -= self.ready_bytes
         self.ready_bytes = 0

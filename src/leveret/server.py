@@ -45,6 +45,8 @@ class Server:
                 conn.force_close(f"vhost '{name}' is deleted")
         for queue in list(vhost.queues.values()):
             vhost.delete_queue(queue)
+        if self.store is not None:
+            self.store.delete_vhost(name)  # its durable exchanges must not come back either
 
     # ------------------------------------------------------------------ connections
 

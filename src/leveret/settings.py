@@ -22,6 +22,9 @@ class Settings:
     cluster_name: str = "leveret"
     data_dir: str | None = None  # None: nothing is written to disk
     memory_high_watermark: int = 0  # bytes of queued message bodies; 0 = no limit
+    # with a data_dir: bytes of ready messages of durable queues kept in memory (bodies and
+    # properties plus ~320 a message); past it they wait on disk and are read back in turn
+    memory_budget: int = 128 * 1024 * 1024
     loop: str = "uvloop"
 
     def check_user(self, user: str, password: str) -> bool:
