@@ -87,7 +87,8 @@ class Broker:
     (None keeps everything in memory), ``heartbeat``, ``frame_max``, ``channel_max``,
     ``memory_high_watermark`` (bytes; 0 = none), ``memory_budget`` (bytes of durable queues'
     messages kept in memory when there is a ``data_dir``; the rest is paged out), ``loop``
-    (``uvloop`` or ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always uses the caller's loop).
+    (``uvloop`` or ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always
+    uses the caller's loop).
 
     The methods run on the broker's event loop: call them from that loop (``async with``), or
     use ``Broker.in_thread()``, whose same-named methods are safe from any thread.
