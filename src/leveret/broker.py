@@ -38,6 +38,9 @@ class QueueInfo:
     exclusive: bool
     auto_delete: bool
     arguments: dict[str, Any]
+    # ready messages held in memory; with a data dir, a long durable queue keeps the rest on
+    # disk (RabbitMQ's management API calls this messages_ram)
+    messages_ram: int = 0
 
 
 @dataclass(frozen=True)
@@ -256,7 +259,8 @@ class Broker:
     @staticmethod
     def _info(q: Any) -> QueueInfo:
         return QueueInfo(q.vhost.name, q.name, q.message_count, q.unacked, q.consumer_count,
-                         q.durable, q.exclusive, q.auto_delete, dict(q.arguments))
+                         q.durable, q.exclusive, q.auto_delete, dict(q.arguments),
+                         q.messages_ram)
 
     def queues(self, vhost: str | None = None) -> list[QueueInfo]:
         """Every queue of ``vhost`` (default vhost if None) with its counts."""

@@ -83,6 +83,10 @@ class ReadyList(deque):  # type: ignore[type-arg]
     def head(self) -> QueueEntry:
         return self[0]  # type: ignore[no-any-return]
 
+    def in_memory_count(self) -> int:
+        """Ready entries held in memory (a paged list keeps the rest on disk)."""
+        return len(self)
+
     def pop_expired(self, now: float) -> QueueEntry | None:
         """Remove and return the head if its deadline has passed."""
         if self:
@@ -135,6 +139,9 @@ class PriorityReady:
     def restore(self, entry: QueueEntry) -> None:
         self._level(entry).restore(entry)
         self.count += 1
+
+    def in_memory_count(self) -> int:
+        return sum(level.in_memory_count() for level in self.levels)
 
     def head(self) -> QueueEntry:
         for level in reversed(self.levels):
@@ -231,6 +238,11 @@ class Queue:
     @property
     def message_count(self) -> int:
         return len(self.ready)
+
+    @property
+    def messages_ram(self) -> int:
+        """Ready messages held in memory; the others wait on disk (RabbitMQ's name)."""
+        return self.ready.in_memory_count()
 
     @property
     def consumer_count(self) -> int:
@@ -485,8 +497,9 @@ class Queue:
                      deadline: float = 0.0, since: float = 0.0) -> QueueEntry:
         """An entry for a message read back from the store, behind every entry so far.
 
-        ``since``: it was recovered then, and its TTL (queue or per message) counts from
-        then; otherwise ``deadline`` is the one it had when it was paged out.
+        ``since``: it was recovered at start-up and entered its queue then (monotonic clock),
+        so its TTL (queue or per message) counts from then; otherwise ``deadline`` is the one
+        it had when it was paged out.
         """
         self._seq += 1
         entry = QueueEntry(self._seq, message)
@@ -508,9 +521,11 @@ class Queue:
             entry.deadline = deadline
         return entry
 
-    def recovered(self, message: Message, store_id: int, redelivered: bool) -> None:
-        """A persistent message read back from the store at start-up, in its old order."""
-        entry = self.stored_entry(message, store_id, redelivered, since=_now())
+    def recovered(self, message: Message, store_id: int, redelivered: bool,
+                  since: float = 0.0) -> None:
+        """A persistent message read back from the store at start-up, in its old order;
+        ``since``: when it entered the queue (monotonic clock; default now)."""
+        entry = self.stored_entry(message, store_id, redelivered, since=since or _now())
         self.ready.append(entry)
         size = len(message.body)
         self.ready_bytes += size

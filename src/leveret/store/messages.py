@@ -20,6 +20,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from time import time as _wall
 from typing import TYPE_CHECKING
 
 from ..message import Message, QueueEntry
@@ -176,7 +177,8 @@ class MessageLog:
         if self.size >= self.segment_bytes:
             self._roll()
         msg = entry.message
-        head, crc = publish_parts(flags, msg, self.order, self._queue_key(queue))
+        head, crc = publish_parts(flags, msg, self.order, self._queue_key(queue),
+                                  int(_wall() * 1000))
         self.order += 1
         length = len(head) + len(msg.body)
         entry.store_id = self.base | self.size
@@ -432,13 +434,19 @@ class MessageLog:
     def _read_fd(self, seg: int) -> int:
         return self._fd_for(self._read_fds, seg, self.data_path(seg), os.O_RDONLY)
 
-    def read_messages(self, keys: list[int]) -> list[Message | None]:
-        """The messages of these store ids, in the same order (None: unreadable, logged)."""
+    def read_messages(self, keys: list[int], stamps: list[int] | None = None
+                      ) -> list[Message | None]:
+        """The messages of these store ids, in the same order (None: unreadable, logged).
+
+        ``stamps``, if given, gets when each entered its queue (wall clock, ms; 0 if unread).
+        """
         self._write_data()
         remap = self.remap
         locs = [remap.get(k, k) for k in keys] if remap else keys
         out: list[Message | None] = [None] * len(locs)
         n = len(locs)
+        if stamps is not None:
+            stamps[:] = [0] * n
         i = 0
         while i < n:
             seg = locs[i] >> 32
@@ -462,9 +470,11 @@ class MessageLog:
                 p = offset - first
                 try:
                     if p + 8 > len(data) or p + record_length(data, p) > len(data):
-                        out[k] = self._read_one(fd, offset)
+                        _, _, out[k], stamp = self._read_one(fd, offset)
                     else:
-                        out[k] = decode_message(data, p)[2]
+                        _, _, out[k], stamp = decode_message(data, p)
+                    if stamps is not None:
+                        stamps[k] = stamp
                 except (ValueError, OSError, IndexError, UnicodeDecodeError) as exc:
                     log.error("store: message at byte %d of segment %d is unreadable (%s); "
                               "it is dropped", offset, seg, exc)
@@ -472,11 +482,11 @@ class MessageLog:
         return out
 
     @staticmethod
-    def _read_one(fd: int, offset: int) -> Message:
+    def _read_one(fd: int, offset: int) -> tuple[int, int, Message, int]:
         head = os.pread(fd, 8, offset)
         if len(head) < 8:
             raise ValueError("truncated record")
-        return decode_message(os.pread(fd, record_length(head, 0), offset), 0)[2]
+        return decode_message(os.pread(fd, record_length(head, 0), offset), 0)
 
     # ------------------------------------------------------------------ shutdown
 

@@ -14,6 +14,7 @@ import bisect
 from array import array
 from collections import deque
 from collections.abc import Iterator
+from time import monotonic, time
 from typing import TYPE_CHECKING
 
 from ..message import QueueEntry
@@ -29,20 +30,28 @@ OVERHEAD = 320  # bytes a message costs in memory besides its body and propertie
 CHUNK = 4096
 
 
+def enqueued_since(stamp_ms: int, now: float, wall: float) -> float:
+    """The monotonic time at which a message entered its queue, from its record's wall-clock
+    stamp (``now``, ``wall``: the two clocks now). Never later than now, if the clock stepped."""
+    return now - max(0.0, wall - stamp_ms / 1000.0)
+
+
 def cost(entry: QueueEntry) -> int:
     m = entry.message
     return len(m.body) + len(m.raw_props) + OVERHEAD
 
 
 class _Chunk:
-    __slots__ = ("ids", "sizes", "deadlines", "redelivered", "base", "start")
+    __slots__ = ("ids", "sizes", "deadlines", "redelivered", "recovered", "start")
 
     def __init__(self) -> None:
         self.ids = array("Q")
         self.sizes = array("I")
         self.deadlines: array[float] | None = None  # absolute deadlines, when any is set
         self.redelivered: bytearray | None = None
-        self.base = 0.0  # recovered at this time: TTLs count from here (0: deadlines as given)
+        # read back at start-up: TTLs count from when each entered its queue (its record says);
+        # otherwise paged out in this run, with the deadlines given
+        self.recovered = False
         self.start = 0  # entries before this one were read back
 
 
@@ -57,7 +66,7 @@ class Tail:
         return self.count
 
     def _last(self) -> _Chunk:
-        if not self.chunks or len(self.chunks[-1].ids) >= CHUNK or self.chunks[-1].base:
+        if not self.chunks or len(self.chunks[-1].ids) >= CHUNK or self.chunks[-1].recovered:
             self.chunks.append(_Chunk())
         return self.chunks[-1]
 
@@ -80,28 +89,28 @@ class Tail:
             c.redelivered.append(0)
         self.count += 1
 
-    def extend_recovered(self, ids: array[int], sizes: array[int], redelivered: bytearray,
-                         base: float) -> None:
-        """Recovered messages: TTLs (queue or per message) count from ``base``."""
+    def extend_recovered(self, ids: array[int], sizes: array[int], redelivered: bytearray
+                         ) -> None:
+        """Messages recovered at start-up, in order."""
         for i in range(0, len(ids), CHUNK):
             c = _Chunk()
             c.ids = ids[i : i + CHUNK]
             c.sizes = sizes[i : i + CHUNK]
             part = redelivered[i : i + CHUNK]
             c.redelivered = part if any(part) else None
-            c.base = base
+            c.recovered = True
             self.chunks.append(c)
             self.count += len(c.ids)
 
-    def take(self, n: int) -> list[tuple[int, int, float, bool, float]]:
-        """The first ``n``: (store_id, size, deadline, redelivered, ttl base)."""
-        out: list[tuple[int, int, float, bool, float]] = []
+    def take(self, n: int) -> list[tuple[int, int, float, bool, bool]]:
+        """The first ``n``: (store_id, size, deadline, redelivered, recovered)."""
+        out: list[tuple[int, int, float, bool, bool]] = []
         while n > 0 and self.chunks:
             c = self.chunks[0]
             stop = min(len(c.ids), c.start + n)
             for i in range(c.start, stop):
                 out.append((c.ids[i], c.sizes[i], c.deadlines[i] if c.deadlines else 0.0,
-                            bool(c.redelivered[i]) if c.redelivered else False, c.base))
+                            bool(c.redelivered[i]) if c.redelivered else False, c.recovered))
             n -= stop - c.start
             self.count -= stop - c.start
             c.start = stop
@@ -169,6 +178,9 @@ class PagedReadyList(ReadyList):
     def in_memory(self) -> Iterator[QueueEntry]:
         return deque.__iter__(self)
 
+    def in_memory_count(self) -> int:
+        return deque.__len__(self)
+
     def append(self, entry: QueueEntry) -> None:
         store = self.store
         if self.tail.count or (store.resident > store.budget and deque.__len__(self)):
@@ -214,16 +226,24 @@ class PagedReadyList(ReadyList):
         if not items:
             return
         queue = self.queue
-        messages = self.store.read_messages([item[0] for item in items])
+        stamps: list[int] = []
+        messages = self.store.read_messages([item[0] for item in items], stamps)
         memory = queue.memory
         store = self.store
-        for (store_id, size, deadline, redelivered, base), msg in zip(items, messages):
+        now = wall = 0.0
+        for (store_id, size, deadline, redelivered, recovered), msg, stamp in zip(
+                items, messages, stamps):
             self.tail_bytes -= size
             if msg is None:  # unreadable (logged): it is gone
                 queue.ready_bytes -= size
                 store.forget(store_id)
                 continue
-            entry = queue.stored_entry(msg, store_id, redelivered, deadline, base)
+            since = 0.0
+            if recovered:
+                if not now:
+                    now, wall = monotonic(), time()
+                since = enqueued_since(stamp, now, wall)
+            entry = queue.stored_entry(msg, store_id, redelivered, deadline, since)
             deque.append(self, entry)
             memory.used += size
             store.resident += cost(entry)

@@ -4,7 +4,8 @@ A data segment ``messages/NNNNNNNN.log`` holds PUBLISH records only, appended, n
 
     record   u32 length | u32 crc32(payload) | payload
     payload  u8 type (1) | u8 flags | u8 delivery_mode | u8 priority | u64 order | u32 body_size
-             | shortstr vhost | shortstr queue | shortstr exchange | shortstr routing_key
+             | u64 enqueued (wall clock, ms since the epoch) | shortstr vhost | shortstr queue
+             | shortstr exchange | shortstr routing_key
              | [shortstr expiration, if flags & EXPIRES] | u32 props_size | props | body
 
     flags    TRANSIENT  written only to page a message out of memory: never recovered
@@ -13,7 +14,8 @@ A data segment ``messages/NNNNNNNN.log`` holds PUBLISH records only, appended, n
 
 A message is named by where its record starts: ``store_id = segment << 32 | offset``. ``order``
 counts publishes across restarts and gives recovery the queue order back (compaction moves old
-records into new segments).
+records into new segments). ``enqueued`` lets a recovered message's TTL count from when it
+entered its queue, not from the restart (RabbitMQ keeps expiry times on disk too).
 
 What happened to a record afterwards goes to its own segment's marks file
 ``messages/NNNNNNNN.marks``: fixed 9-byte records ``u32 crc32(kind, offset) | u8 kind |
@@ -40,7 +42,8 @@ REMOVE, DELIVERED = 2, 3
 TRANSIENT, MOVED, EXPIRES = 1, 2, 4
 
 HEAD = struct.Struct(">II")  # length, crc32(payload)
-FIXED = struct.Struct(">BBBBQI")  # type, flags, delivery_mode, priority, order, body_size
+# type, flags, delivery_mode, priority, order, body_size, enqueued ms
+FIXED = struct.Struct(">BBBBQIQ")
 FIXED_AT = HEAD.size
 NAMES_AT = HEAD.size + FIXED.size  # where the vhost name starts, from the record start
 MARK = struct.Struct(">IBI")  # crc32(kind, offset), kind, offset
@@ -72,7 +75,8 @@ def _name(raw: bytes) -> str:
     return name
 
 
-def publish_parts(flags: int, msg: Message, order: int, queue_key: bytes) -> tuple[bytes, int]:
+def publish_parts(flags: int, msg: Message, order: int, queue_key: bytes, stamp: int
+                  ) -> tuple[bytes, int]:
     """(everything of the payload but the body, crc32 of the whole payload)."""
     expiration = msg.expiration
     props = msg.raw_props
@@ -83,7 +87,7 @@ def publish_parts(flags: int, msg: Message, order: int, queue_key: bytes) -> tup
     else:
         tail = _U32.pack(len(props))
     head = b"".join((FIXED.pack(PUBLISH, flags, msg.delivery_mode or 0, min(msg.priority or 0, 255),
-                                order, len(body)),
+                                order, len(body), stamp),
                      queue_key, short(msg.exchange), short(msg.routing_key), tail, props))
     return head, zlib.crc32(body, zlib.crc32(head))
 
@@ -101,8 +105,9 @@ def with_flag(record: bytes, flag: int) -> bytes:
 
 
 def decode_message(data: bytes | bytearray | memoryview, pos: int
-                   ) -> tuple[int, int, Message]:
-    """(flags, order, message) of the record starting at ``pos``; ValueError if it is damaged."""
+                   ) -> tuple[int, int, Message, int]:
+    """(flags, order, message, enqueued ms) of the record starting at ``pos``; ValueError if it
+    is damaged."""
     if len(data) - pos < NAMES_AT:
         raise ValueError("truncated record")
     length, crc = HEAD.unpack_from(data, pos)
@@ -112,7 +117,7 @@ def decode_message(data: bytes | bytearray | memoryview, pos: int
         raise ValueError("truncated record")
     if zlib.crc32(data[start:end]) != crc:
         raise ValueError("checksum mismatch")
-    kind, flags, mode, prio, order, body_size = FIXED.unpack_from(data, start)
+    kind, flags, mode, prio, order, body_size, stamp = FIXED.unpack_from(data, start)
     if kind != PUBLISH:
         raise ValueError(f"not a message record (type {kind})")
     p = start + FIXED.size
@@ -130,7 +135,7 @@ def decode_message(data: bytes | bytearray | memoryview, pos: int
     body = bytes(data[p:end])
     msg = Message(names[2], names[3], props, body, mode, prio,
                   names[4] if flags & EXPIRES else None)
-    return flags, order, msg
+    return flags, order, msg, stamp
 
 
 def record_length(data: bytes | bytearray | memoryview, pos: int) -> int:

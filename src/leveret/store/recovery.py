@@ -20,8 +20,8 @@ from array import array
 from typing import TYPE_CHECKING
 
 from ..queue import PriorityReady
-from .paging import BATCH, PagedReadyList
-from .records import MOVED, TRANSIENT, SegmentScan, read_marks, short
+from .paging import BATCH, PagedReadyList, enqueued_since
+from .records import MOVED, NAMES_AT, TRANSIENT, SegmentScan, read_marks, short
 
 if TYPE_CHECKING:
     from ..queue import Queue
@@ -85,8 +85,8 @@ def recover_messages(store: MessageLog, server: Server) -> None:
                 if flags & MOVED:
                     dead_orders.add(order)
                 continue
-            vlen = data[pos + 24]
-            key = data[pos + 24 : pos + 26 + vlen + data[pos + 25 + vlen]]
+            vlen = data[pos + NAMES_AT]
+            key = data[pos + NAMES_AT : pos + NAMES_AT + 2 + vlen + data[pos + NAMES_AT + 1 + vlen]]
             c = collected.get(key)
             if c is None:
                 c = collected[key] = _Collected(targets.get(key))
@@ -99,7 +99,6 @@ def recover_messages(store: MessageLog, server: Server) -> None:
         store.live[seg] = 0
     store.order = max_order + 1
     restored = dropped = 0
-    now = time.monotonic()
     for c in collected.values():
         keep = _in_order(c, dead_orders)
         for i in range(len(c.ids)):
@@ -118,7 +117,7 @@ def recover_messages(store: MessageLog, server: Server) -> None:
         if not clean:
             c.delivered = bytearray(b"\x01" * len(c.ids))
         restored += len(c.ids)
-        _restore(store, c, now)
+        _restore(store, c)
     next_seg = (segments[-1] + 1) if segments else 1
     for seg in segments:
         if store.live[seg] == 0:
@@ -168,7 +167,7 @@ def _in_order(c: _Collected, dead_orders: set[int]) -> list[bool]:
     return keep
 
 
-def _restore(store: MessageLog, c: _Collected, now: float) -> None:
+def _restore(store: MessageLog, c: _Collected) -> None:
     queue = c.queue
     assert queue is not None
     ready = queue.ready
@@ -177,21 +176,23 @@ def _restore(store: MessageLog, c: _Collected, now: float) -> None:
         for i, prio in enumerate(c.prios):
             levels.setdefault(min(prio, ready.max), []).append(i)
         for level, idx in levels.items():
-            _restore_level(store, queue, ready.levels[level], c, idx, now)
+            _restore_level(store, queue, ready.levels[level], c, idx)
     else:
-        _restore_level(store, queue, ready, c, range(len(c.ids)), now)
+        _restore_level(store, queue, ready, c, range(len(c.ids)))
 
 
 def _restore_level(store: MessageLog, queue: Queue, level: object, c: _Collected,
-                   idx: range | list[int], now: float) -> None:
+                   idx: range | list[int]) -> None:
     head = idx[:BATCH]
     rest = idx[BATCH:]
-    messages = store.read_messages([c.ids[i] for i in head])
-    for i, msg in zip(head, messages):
+    stamps: list[int] = []
+    messages = store.read_messages([c.ids[i] for i in head], stamps)
+    now, wall = time.monotonic(), time.time()
+    for i, msg, stamp in zip(head, messages, stamps):
         if msg is None:
             store.forget(c.ids[i])
             continue
-        queue.recovered(msg, c.ids[i], bool(c.delivered[i]))
+        queue.recovered(msg, c.ids[i], bool(c.delivered[i]), enqueued_since(stamp, now, wall))
     if not rest:
         return
     assert isinstance(level, PagedReadyList)
@@ -202,7 +203,7 @@ def _restore_level(store: MessageLog, queue: Queue, level: object, c: _Collected
         ids = array("Q", (c.ids[i] for i in rest))
         sizes = array("I", (c.sizes[i] for i in rest))
         delivered = bytearray(c.delivered[i] for i in rest)
-    level.tail.extend_recovered(ids, sizes, delivered, now)
+    level.tail.extend_recovered(ids, sizes, delivered)
     total = sum(sizes)
     level.tail_bytes += total
     queue.ready_bytes += total
