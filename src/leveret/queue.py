@@ -303,19 +303,22 @@ class Queue:
                 if consumer is not None:
                     self._hand_over(consumer, entry)
                     return True
-        if ttl == 0:
-            # TTL 0: delivered at once or never (rabbitmq.com/docs/ttl)
-            self.settled(entry)
-            dead_letter(self, message, "expired")
-            return True
+        # Even with TTL 0 the message is enqueued: it counts in message_count and against
+        # length limits, and expires when it reaches the head (at once if it is the head).
+        # RabbitMQ 3.10 does the same (deliver_or_enqueue; checked by test_differential_ttl).
         self.ready.append(entry)
         self.ready_bytes += size
         self.memory.used += size
+        dropped = False
         if opts.overflow == "drop-head":
             while self._full() and self.ready:
                 head = self._pop_ready()
                 self.settled(head)
                 dead_letter(self, head.message, "maxlen")
+                dropped = True
+        if ttl == 0 or dropped:
+            # the head may be expired now: the new entry, or what drop-head left at the head
+            self._expire_head()
         if entry.deadline:
             self._arm_expiry_timer()
         if self.consumers:
