@@ -22,8 +22,12 @@ def extensions() -> list:
     for pyx in sorted(CSRC.rglob("*.pyx")):
         rel = pyx.relative_to(CSRC).with_suffix("")
         name = ".".join(rel.parts)
+        # the store's scan checks record CRCs with zlib (zlib.h: zlib1g-dev, which Python's
+        # own headers package depends on)
+        libraries = ["z"] if name == "leveret.store._scan_c" else []
         modules.append(
-            Extension(name, [str(pyx.relative_to(HERE))], extra_compile_args=["-O2"])
+            Extension(name, [str(pyx.relative_to(HERE))], extra_compile_args=["-O2"],
+                      libraries=libraries)
         )
     return cythonize(
         modules,

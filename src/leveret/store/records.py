@@ -30,7 +30,6 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..message import Message
@@ -152,47 +151,25 @@ def valid_at(data: bytes | memoryview, pos: int) -> bool:
             and zlib.crc32(data[pos + HEAD.size : end]) == crc)
 
 
-class SegmentScan:
-    """Every good record of a data segment, in order, as ``(offset, end)``.
-
-    A record that fails its checksum is skipped when a good record follows it (the damage was
-    local); otherwise the segment is cut there: the file is truncated, so the damage is logged
-    once. ``damaged`` says whether anything was lost.
-    """
-
-    def __init__(self, path: Path, data: bytes) -> None:
-        self.path = path
-        self.data = data
-        self.damaged = False
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        data = self.data
-        view = memoryview(data)
-        size = len(data)
-        pos = 0
-        crc32 = zlib.crc32
-        unpack = HEAD.unpack_from
-        while pos < size:
-            if size - pos >= NAMES_AT:
-                length, crc = unpack(data, pos)
-                end = pos + 8 + length
-                if end <= size and crc32(view[pos + 8 : end]) == crc and data[pos + 8] == PUBLISH:
-                    yield pos, end
-                    pos = end
-                    continue
-                if length >= FIXED.size and end <= size and (end == size or valid_at(view, end)):
-                    self.damaged = True
-                    log.warning("store: %s: bad record at byte %d skipped (checksum mismatch); "
-                                "the records around it are recovered", self.path.name, pos)
-                    pos = end
-                    continue
-            self.damaged = True
-            log.warning("store: %s damaged at byte %d of %d (%s); recovered the records before "
-                        "it and cut the rest", self.path.name, pos, size,
-                        "truncated record" if size - pos < NAMES_AT or pos + 8 + int(
-                            unpack(data, pos)[0]) > size else "bad record")
-            _truncate(self.path, pos)
-            return
+def past_damage(path: Path, data: bytes, pos: int) -> int | None:
+    """The record at ``pos`` of a data segment is not good. If a good record follows it, the
+    damage was local: log it and return where to go on. Otherwise cut the segment there (the
+    file is truncated, so the damage is logged once) and return None."""
+    size = len(data)
+    if size - pos >= NAMES_AT:
+        length, _ = HEAD.unpack_from(data, pos)
+        end = pos + HEAD.size + length
+        if length >= FIXED.size and end <= size and (end == size or valid_at(data, end)):
+            log.warning("store: %s: bad record at byte %d skipped; the records around it are "
+                        "recovered", path.name, pos)
+            return end
+        reason = "truncated record" if end > size else "bad record"
+    else:
+        reason = "truncated record"
+    log.warning("store: %s damaged at byte %d of %d (%s); recovered the records before it and "
+                "cut the rest", path.name, pos, size, reason)
+    _truncate(path, pos)
+    return None
 
 
 def read_marks(path: Path) -> tuple[set[int], set[int]]:

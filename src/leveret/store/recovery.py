@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 import time
 from array import array
 from typing import TYPE_CHECKING
 
 from ..queue import PriorityReady
 from .paging import BATCH, PagedReadyList, enqueued_since
-from .records import MOVED, NAMES_AT, TRANSIENT, SegmentScan, read_marks, short
+from .records import past_damage, read_marks, short
+from .scan import scan_run
 
 if TYPE_CHECKING:
     from ..queue import Queue
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from .messages import MessageLog
 
 log = logging.getLogger("leveret.store")
-
-_ORDER = struct.Struct(">QI")  # order, body_size: at byte 12 of a record
 
 
 class _Collected:
@@ -66,54 +64,47 @@ def recover_messages(store: MessageLog, server: Server) -> None:
         if path.stem.isdigit() and int(path.stem) not in segments:
             path.unlink()
     max_order = 0
+    any_moved = False
+
+    def new(key: bytes) -> _Collected:
+        return _Collected(targets.get(key))
+
     for seg in segments:
         removed, delivered = read_marks(store.marks_path(seg))
         path = store.data_path(seg)
         data = path.read_bytes()
-        published = 0
-        base = seg << 32
-        unpack = _ORDER.unpack_from
-        for pos, _end in SegmentScan(path, data):
-            published += 1
-            flags = data[pos + 9]
-            if flags & TRANSIENT:
-                continue
-            order, size = unpack(data, pos + 12)
-            if order > max_order:
-                max_order = order
-            if pos in removed:
-                if flags & MOVED:
-                    dead_orders.add(order)
-                continue
-            vlen = data[pos + NAMES_AT]
-            key = data[pos + NAMES_AT : pos + NAMES_AT + 2 + vlen + data[pos + NAMES_AT + 1 + vlen]]
-            c = collected.get(key)
-            if c is None:
-                c = collected[key] = _Collected(targets.get(key))
-            c.orders.append(order)
-            c.ids.append(base | pos)
-            c.sizes.append(size)
-            c.delivered.append(pos in delivered)
-            c.prios.append(data[pos + 11])
+        published = live = 0
+        pos: int | None = 0
+        while pos is not None and pos < len(data):
+            pos, seen, top, dead, found, moved = scan_run(data, pos, seg << 32, removed,
+                                                          delivered, collected, new)
+            published += seen
+            live += found
+            any_moved = any_moved or moved > 0
+            max_order = max(max_order, top)
+            dead_orders.update(dead)
+            if pos < len(data):
+                pos = past_damage(path, data, pos)
         store.published[seg] = published
-        store.live[seg] = 0
+        store.live[seg] = live
     store.order = max_order + 1
     restored = dropped = 0
     for c in collected.values():
-        keep = _in_order(c, dead_orders)
-        for i in range(len(c.ids)):
-            if c.queue is None or not keep[i]:
-                store.forget_at_recovery(c.ids[i])
-                dropped += c.queue is None
         if c.queue is None:
+            for store_id in c.ids:
+                _drop(store, store_id)
+            dropped += len(c.ids)
             continue
-        if not all(keep):
+        # without compaction's copies, segment and offset order is publish order already
+        keep = _in_order(c, dead_orders) if any_moved or dead_orders else None
+        if keep is not None and not all(keep):
+            for store_id, k in zip(c.ids, keep):
+                if not k:
+                    _drop(store, store_id)
             c.ids = array("Q", (x for x, k in zip(c.ids, keep) if k))
             c.sizes = array("I", (x for x, k in zip(c.sizes, keep) if k))
             c.delivered = bytearray(x for x, k in zip(c.delivered, keep) if k)
             c.prios = bytearray(x for x, k in zip(c.prios, keep) if k)
-        for store_id in c.ids:
-            store.live[store_id >> 32] += 1
         if not clean:
             c.delivered = bytearray(b"\x01" * len(c.ids))
         restored += len(c.ids)
@@ -131,6 +122,12 @@ def recover_messages(store: MessageLog, server: Server) -> None:
                  restored, store.dir.parent, time.monotonic() - started,
                  "clean" if clean else "unclean",
                  f"; {dropped} of queues that no longer exist were dropped" if dropped else "")
+
+
+def _drop(store: MessageLog, store_id: int) -> None:
+    """A record recovery does not restore: its queue is gone, or it is a second copy."""
+    store.forget_at_recovery(store_id)
+    store.live[store_id >> 32] -= 1
 
 
 def _fsync_dir(store: MessageLog) -> None:
