@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _impls import implementations
 from leveret.message import Message
 from leveret.store import records
+
+from _impls import implementations
 
 IMPLS = implementations("leveret.store._scan_c", "leveret.store._scan_py")
 
