@@ -163,11 +163,20 @@ def test_segments_roll_and_dead_ones_are_deleted(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- crash safety
 
 
-def _start_server(data_dir: str, port: int) -> subprocess.Popen:
+# "paged": a budget of a few messages and 16 KiB segments, so that under load most messages
+# are paged out and read back, and segments roll and are compacted while the kill comes
+MODES = {
+    "plain": ([], {}),
+    "paged": (["--memory-budget", "2000"], {"LEVERET_STORE_SEGMENT_BYTES": "16384"}),
+}
+
+
+def _start_server(data_dir: str, port: int, mode: str = "plain") -> subprocess.Popen:
+    args, env = MODES[mode]
     proc = subprocess.Popen(
         [sys.executable, "-m", "leveret", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", data_dir, "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         "--data-dir", data_dir, "--log-level", "warning", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **env})
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -179,8 +188,10 @@ def _start_server(data_dir: str, port: int) -> subprocess.Popen:
     raise AssertionError("server did not start")
 
 
-def _load(port: int, confirmed: set[int], acked: set[int], stop: threading.Event) -> None:
-    """Publish persistent messages with confirms; consume and ack some; until killed."""
+def _load(port: int, confirmed: set[int], acked: set[int], stop: threading.Event,
+          gets: int = 1) -> None:
+    """Publish persistent messages with confirms, 20 at a time, and get and ack ``gets`` after
+    each 20; until killed."""
     try:
         pub = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         pch = pub.channel()
@@ -193,28 +204,32 @@ def _load(port: int, confirmed: set[int], acked: set[int], stop: threading.Event
                 pch.basic_publish("", "crash", str(n).encode(), PERSISTENT)
                 confirmed.add(n)  # basic_publish returned: the broker confirmed it
                 n += 1
-            method, _, body = cch.basic_get("crash")
-            if method is not None:
-                cch.basic_ack(method.delivery_tag)
-                # acked is only recorded once the ack is sent; it may or may not be on disk
-                acked.add(int(body))
+            for _ in range(gets):
+                method, _, body = cch.basic_get("crash")
+                if method is not None:
+                    cch.basic_ack(method.delivery_tag)
+                    # acked is only recorded once the ack is sent; it may or may not be on disk
+                    acked.add(int(body))
     except (pika.exceptions.AMQPError, OSError, ValueError):
         return  # the server was killed under us
 
 
-@pytest.mark.parametrize("round_", range(8))
-def test_kill_9_under_load_loses_no_confirmed_message(tmp_path, round_):
+@pytest.mark.parametrize(("mode", "round_"), [("plain", r) for r in range(8)]
+                         + [("paged", r) for r in range(6)])
+def test_kill_9_under_load_loses_no_confirmed_message(tmp_path, mode, round_):
     rng = random.Random(round_)
     data_dir = str(tmp_path)
     port = free_port()
-    proc = _start_server(data_dir, port)
+    proc = _start_server(data_dir, port, mode)
     setup = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
     setup.channel().queue_declare("crash", durable=True)
     setup.close()
     confirmed: set[int] = set()
     acked: set[int] = set()
     stop = threading.Event()
-    worker = threading.Thread(target=_load, args=(port, confirmed, acked, stop), daemon=True)
+    gets = 15 if mode == "paged" else 1  # paged: most acked, so segments empty and compact
+    worker = threading.Thread(target=_load, args=(port, confirmed, acked, stop, gets),
+                              daemon=True)
     worker.start()
     time.sleep(rng.uniform(0.2, 1.0))  # a random moment under load
     os.kill(proc.pid, signal.SIGKILL)
@@ -225,7 +240,8 @@ def test_kill_9_under_load_loses_no_confirmed_message(tmp_path, round_):
     assert confirmed_snapshot, "the load never got going"
 
     port = free_port()
-    proc = _start_server(data_dir, port)
+    proc = _start_server(data_dir, port, mode)
+    order: list[int] = []
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         ch = conn.channel()
@@ -235,6 +251,7 @@ def test_kill_9_under_load_loses_no_confirmed_message(tmp_path, round_):
             if method is None:
                 break
             back[int(body)] = method.redelivered
+            order.append(int(body))
         conn.close()
     finally:
         proc.terminate()
@@ -243,3 +260,5 @@ def test_kill_9_under_load_loses_no_confirmed_message(tmp_path, round_):
     assert not lost, f"confirmed messages lost: {sorted(lost)[:10]}"
     for n in acked_snapshot & set(back):
         assert back[n], f"acked message {n} came back without redelivered"
+    assert order == sorted(order), "recovered messages out of publish order"
+    assert len(order) == len(back), "a message came back twice"
