@@ -46,6 +46,8 @@ from .frames import (
 )
 
 if TYPE_CHECKING:
+    from pamqp.common import FieldTable
+
     from .message import Message
     from .server import Server
     from .vhost import VirtualHost
@@ -58,7 +60,7 @@ _READ_CHUNK = 65536
 # connection states
 _AWAIT_HEADER, _AWAIT_START_OK, _AWAIT_TUNE_OK, _AWAIT_OPEN, _OPEN, _CLOSING, _CLOSED = range(7)
 
-SERVER_CAPABILITIES = {
+SERVER_CAPABILITIES: FieldTable = {
     "publisher_confirms": True,
     "exchange_exchange_bindings": True,
     "basic.nack": True,

@@ -8,13 +8,18 @@ encoded with pamqp here.
 from __future__ import annotations
 
 import struct
+from typing import cast
 
+from pamqp import base as _pamqp_base
 from pamqp import commands as _commands
 from pamqp import frame as _pamqp_frame
 
 from . import _speedups
 from ._frames_common import *  # noqa: F403  (constants and event kinds)
 from ._frames_common import FRAME_ERROR, FrameError
+
+# pamqp's table of method classes by index is not annotated (mypy sees dict[int, type])
+_METHODS = cast("dict[int, type[_pamqp_base.Frame]]", _commands.INDEX_MAPPING)
 
 _impl = _speedups.load("leveret._frames_c", "leveret._frames_py")
 IMPLEMENTATION = _speedups.implementation(_impl)
@@ -30,12 +35,12 @@ encode_nack = _impl.encode_nack
 encode_heartbeat = _impl.encode_heartbeat
 
 
-def decode_method(index: int, payload: bytes) -> object:
+def decode_method(index: int, payload: bytes) -> _pamqp_base.Frame:
     """Decode a rare method's arguments with pamqp.
 
     Undecodable arguments are a 501 FRAME_ERROR, as RabbitMQ answers them ("cannot decode").
     """
-    cls = _commands.INDEX_MAPPING.get(index)
+    cls = _METHODS.get(index)
     if cls is None:
         raise FrameError(503, f"unknown method {index >> 16}.{index & 0xFFFF}")
     method = cls()

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import TYPE_CHECKING
 
 from .connection import Connection
 from .memory import MemoryMonitor
 from .settings import Settings
 from .vhost import VirtualHost
+
+if TYPE_CHECKING:
+    from .store import Store
 
 log = logging.getLogger("leveret.server")
 
@@ -20,7 +24,7 @@ class Server:
     def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
         self.settings = settings
         self.loop = loop
-        self.store = None
+        self.store: Store | None = None  # set by store.attach_store with a data dir
         self.vhosts: dict[str, VirtualHost] = {}
         self.connections: set[Connection] = set()
         self.memory = MemoryMonitor(settings.memory_high_watermark)
