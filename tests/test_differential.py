@@ -559,6 +559,24 @@ def scenario_limits_with_requeue_and_priorities(conn):
     return requeued, by_priority, drain(ch, big)
 
 
+def scenario_alternate_exchange_after_e2e(conn):
+    ch = conn.channel()
+    q_back, q_alt = fresh(ch, "d-ae-back"), fresh(ch, "d-ae-alt")
+    ch.exchange_delete("d-ae-front")
+    alt = fresh_exchange(ch, "d-ae-alt", "fanout")
+    ch.exchange_declare("d-ae-front", "direct", arguments={"alternate-exchange": alt})
+    back = fresh_exchange(ch, "d-ae-back", "direct")
+    ch.exchange_bind(back, "d-ae-front", "to-back")
+    ch.queue_bind(q_back, back, "to-back")
+    ch.queue_bind(q_alt, alt)
+    ch.basic_publish("d-ae-front", "to-back", b"through")
+    ch.basic_publish("d-ae-front", "elsewhere", b"alternate")
+    ch.queue_unbind(q_back, back, "to-back")
+    # the front exchange routes to back, which routes nowhere: the alternate is not used
+    ch.basic_publish("d-ae-front", "to-back", b"dropped")
+    return drain(ch, q_back), drain(ch, q_alt)
+
+
 @pytest.mark.leveret_only
 @pytest.mark.parametrize("scenario", [
     scenario_limits_with_requeue_and_priorities,
@@ -574,6 +592,7 @@ def scenario_limits_with_requeue_and_priorities(conn):
     scenario_all_argument_errors,
     scenario_consumer_distribution,
     scenario_counts_with_unacked,
+    scenario_alternate_exchange_after_e2e,
 ], ids=lambda f: f.__name__.removeprefix("scenario_"))
 def test_delivery_same_as_rabbitmq(broker, rabbitmq_shared_vhost_url, scenario):
     ours, theirs = run_both(broker, rabbitmq_shared_vhost_url, scenario)

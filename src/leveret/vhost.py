@@ -330,24 +330,23 @@ class VirtualHost:
                  visited: set[int], dests: list | None = None) -> None:
         if dests is None:
             dests = exchange.route(message)
-        before = len(queues)
-        routed = False
-        for d in dests:
-            if isinstance(d, Queue):
-                queues.setdefault(id(d), d)
-                routed = True
-            elif id(d) not in visited:
-                visited.add(id(d))
-                n = len(queues)
-                self._collect(d, message, queues, visited)
-                routed = routed or len(queues) > n
-        if not routed and len(queues) == before:
+        if not dests:
+            # the alternate exchange takes a message the exchange's own bindings select nothing
+            # for; one sent on to an exchange that routes nowhere is not re-routed (RabbitMQ's
+            # rabbit_exchange:route1 looks only at the exchange's own result; checked with 3.10)
             ae_name = exchange.alternate_exchange
             if ae_name is not None:
                 ae = self.exchanges.get(ae_name)
                 if ae is not None and id(ae) not in visited:
                     visited.add(id(ae))
                     self._collect(ae, message, queues, visited)
+            return
+        for d in dests:
+            if isinstance(d, Queue):
+                queues.setdefault(id(d), d)
+            elif id(d) not in visited:
+                visited.add(id(d))
+                self._collect(d, message, queues, visited)
 
     # ------------------------------------------------------------------ connections
 
