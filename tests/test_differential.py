@@ -219,6 +219,8 @@ def outcome(action) -> object:
         return action()
     except pika.exceptions.NackError:
         return "nacked"
+    except pika.exceptions.UnroutableError:
+        return "returned"
     except pika.exceptions.ChannelClosedByBroker as exc:
         return ("channel closed", exc.reply_code, _no_vhost(exc.reply_text))
     except pika.exceptions.ConnectionClosedByBroker as exc:
@@ -559,6 +561,116 @@ def scenario_limits_with_requeue_and_priorities(conn):
     return requeued, by_priority, drain(ch, big)
 
 
+def _seen(ch, queue: str) -> list:
+    """Every ready message of ``queue`` as the client sees it: body, routing key, typed headers."""
+    out = []
+    while True:
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            return out
+        headers = props.headers
+        if headers is not None:
+            headers = {k: v for k, v in headers.items() if not k.startswith("x-last-death-")}
+            for death in headers.get("x-death", []):
+                death["time"] = "T"
+        out.append((body, method.exchange, method.routing_key, _typed(headers)))
+
+
+def scenario_sender_selected_routing(conn):
+    from pika.compat import long
+
+    ch = conn.channel()
+    names = [fresh(ch, f"d-ss-{i}") for i in range(4)]
+    direct = fresh_exchange(ch, "d-ss-direct", "direct")
+    topic = fresh_exchange(ch, "d-ss-topic", "topic")
+    fanout = fresh_exchange(ch, "d-ss-fanout", "fanout")
+    for q, key in zip(names, ("k0", "k1", "k2", "k3")):
+        ch.queue_bind(q, direct, key)
+    ch.queue_bind(names[0], topic, "a.*")
+    ch.queue_bind(names[1], topic, "#.b")
+    ch.queue_bind(names[2], fanout)
+
+    def pub(exchange, key, body, **headers):
+        ch.basic_publish(exchange, key, body, pika.BasicProperties(headers=headers))
+
+    pub(direct, "k0", b"cc+bcc", CC=["k1"], BCC=["k2"], n=long(3), i=3)
+    pub(direct, "none", b"only-bcc", BCC=["k3"])
+    pub(direct, "k0", b"dups", CC=["k0", "k1", "k1"], BCC=["k1", "k3"])
+    pub(direct, "k0", b"odd-members", CC=[5, b"k1", {"k": "k2"}, "k3", True])
+    pub(topic, "x", b"topic", CC=["a.1"], BCC=["z.b"])
+    pub(fanout, "k0", b"fanout", CC=["k1"])
+    pub("", names[0], b"default", CC=[names[1], "d-ss-missing"], BCC=[names[3]])
+    pub(direct, "k0", b"empty", CC=[], BCC=[])
+    seen = [_seen(ch, q) for q in names]
+    returned = []
+    ch.add_on_return_callback(lambda c, m, p, b: returned.append(
+        (b, m.routing_key, m.reply_code, p.headers)))
+    ch.confirm_delivery()
+    for body, headers in ((b"m-cc", {"CC": ["k1"]}), (b"m-bcc", {"BCC": ["k2"]}),
+                          (b"m-none", {"CC": ["zz"], "BCC": ["yy"]})):
+        seen.append(outcome(lambda body=body, headers=headers: ch.basic_publish(
+            direct, "unbound", body, pika.BasicProperties(headers=headers), mandatory=True)))
+    conn.process_data_events(time_limit=0)
+    return seen, returned, [_seen(ch, q) for q in names]
+
+
+def scenario_sender_selected_errors(conn):
+    import datetime
+    import decimal
+
+    seen = []
+    for headers in ({"CC": "k"}, {"BCC": "k"}, {"CC": 5}, {"CC": 2**40},
+                    {"CC": decimal.Decimal("1.5")}, {"CC": {"a": 1}}, {"CC": None},
+                    {"CC": True}, {"CC": b"k"}, {"CC": datetime.datetime(2020, 1, 1)},
+                    {"BCC": 5, "CC": "k"}, {"CC": ["k"], "BCC": False}):
+        ch = conn.channel()
+        fresh(ch, "d-ss-err")
+        ch.confirm_delivery()
+        seen.append(outcome(lambda ch=ch, headers=headers: ch.basic_publish(
+            "", "d-ss-err", b"x", pika.BasicProperties(headers=headers))))
+    ch = conn.channel()
+    seen.append(outcome(lambda: ch.basic_publish(
+        "d-ss-no-such-exchange", "k", b"x", pika.BasicProperties(headers={"CC": "k"}))
+        or ch.queue_declare("d-ss-err", passive=True)))
+    ch = conn.channel()
+    ch.tx_select()
+    seen.append(outcome(lambda: ch.basic_publish(
+        "", "d-ss-err", b"x", pika.BasicProperties(headers={"BCC": 1}))
+        or ch.queue_declare("d-ss-err", passive=True)))
+    seen.append(conn.channel().queue_declare("d-ss-err", passive=True).method.message_count)
+    return seen
+
+
+def scenario_sender_selected_dead_letters(conn):
+    ch = conn.channel()
+    names = [fresh(ch, f"d-ssd-{i}") for i in range(3)]
+    dlx = fresh_exchange(ch, "d-ssd-dlx", "direct")
+    for q, key in zip(names, ("rk", "cc", "bcc")):
+        ch.queue_bind(q, dlx, key)
+    entry = fresh_exchange(ch, "d-ssd-in", "direct")
+    plain = fresh(ch, "d-ssd-src", **{"x-dead-letter-exchange": dlx})
+    fixed = fresh(ch, "d-ssd-fixed", **{"x-dead-letter-exchange": dlx,
+                                          "x-dead-letter-routing-key": "rk"})
+    ch.queue_bind(plain, entry, "rk")
+    ch.queue_bind(fixed, entry, "fixed")
+    props = pika.BasicProperties(headers={"CC": ["cc"], "BCC": ["bcc"]})
+    ch.basic_publish(entry, "rk", b"plain", props)
+    ch.basic_publish(entry, "fixed", b"fixed", props)
+    for q in (plain, fixed):
+        ch.basic_reject(ch.basic_get(q)[0].delivery_tag, requeue=False)
+    # a dead letter of a dead letter: expired in a queue with the default exchange as its DLX
+    twice = fresh(ch, "d-ssd-twice", **{"x-message-ttl": 0, "x-dead-letter-exchange": ""})
+    again = fresh(ch, "d-ssd-again", **{"x-dead-letter-exchange": ""})
+    ch.queue_bind(twice, entry, "twice")
+    ch.basic_publish(entry, "twice", b"twice", pika.BasicProperties(
+        headers={"CC": [again], "BCC": [names[0]]}))
+    pump_until(conn, lambda: ch.queue_declare(again, passive=True).method.message_count)
+    ch.basic_reject(ch.basic_get(again)[0].delivery_tag, requeue=False)
+    pump_until(conn, lambda: ch.queue_declare(names[0], passive=True).method.message_count >= 4)
+    # names[0] now holds both first dead letters and both deaths of "twice" (by its BCC key)
+    return [_seen(ch, q) for q in (*names, again, twice)]
+
+
 def scenario_alternate_exchange_after_e2e(conn):
     ch = conn.channel()
     q_back, q_alt = fresh(ch, "d-ae-back"), fresh(ch, "d-ae-alt")
@@ -592,6 +704,9 @@ def scenario_alternate_exchange_after_e2e(conn):
     scenario_all_argument_errors,
     scenario_consumer_distribution,
     scenario_counts_with_unacked,
+    scenario_sender_selected_routing,
+    scenario_sender_selected_errors,
+    scenario_sender_selected_dead_letters,
     scenario_alternate_exchange_after_e2e,
 ], ids=lambda f: f.__name__.removeprefix("scenario_"))
 def test_delivery_same_as_rabbitmq(broker, rabbitmq_shared_vhost_url, scenario):

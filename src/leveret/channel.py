@@ -29,6 +29,7 @@ from .exchange import Exchange
 from .message import Message, QueueEntry
 from .queue import Consumer, Queue, new_consumer_tag
 from .queue_args import parse_expiration
+from .sender_selected import apply as apply_sender_selected
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -148,6 +149,11 @@ class Channel:
         if header[7] is not None:
             msg.ttl = parse_expiration(header[7])
         self.conn.check_user_id(msg)
+        raw = header[4]
+        # a CC or BCC header needs the headers flag (third property) and "CC" in the bytes;
+        # nothing is decoded for any other message (sender_selected.py)
+        if raw[0] & 0x20 and b"CC" in raw:
+            apply_sender_selected(msg)
         if self.tx is not None:
             self.tx.append(("publish", exchange, msg, pub[4]))
             return

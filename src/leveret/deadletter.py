@@ -14,8 +14,9 @@ What RabbitMQ does, and so what this does (rabbit_dead_letter / mc in rabbitmq-s
   ``x-last-death-reason/-queue/-exchange`` by every death (RabbitMQ 3.13 and later).
 * The ``expiration`` property is removed (it is in ``original-expiration``), so the dead letter
   does not expire again in the queues it reaches.
-* With ``x-dead-letter-routing-key`` the dead letter is routed by that key and its ``CC``
-  header is dropped; otherwise by the original routing key.
+* With ``x-dead-letter-routing-key`` the dead letter is routed by that key alone and its
+  ``CC`` header is dropped; otherwise by the original routing key and the ``CC`` and ``BCC``
+  keys of the publish (sender_selected.py), though ``routing-keys`` lists no ``BCC`` key.
 * Cycles: a dead letter is not delivered to a queue it already died in unless a rejection
   happened somewhere since (rejections come from clients, so such a loop is not automatic).
 * The dead-letter exchange missing means the message is dropped.
@@ -105,11 +106,16 @@ def _dead_message(queue_name: str, message: Message, reason: str, dlx: str,
     if dl_routing_key is not None:
         headers.pop(b"CC", None)
     # RabbitMQ keeps header tables sorted by key
-    props[2] = _table(sorted(headers.items()))
+    props[2] = join_table(sorted(headers.items()))
     raw = join_properties(props)
     routing_key = message.routing_key if dl_routing_key is None else dl_routing_key
     dead = Message(dlx, routing_key, raw, message.body, message.delivery_mode, message.priority,
                    None)
+    if dl_routing_key is None:
+        # routed by every key it was published with, BCC ones included (RabbitMQ 3.10 keeps
+        # them with the message); one recovered from the store has only its CC header left
+        dead.extra_routing_keys = message.extra_routing_keys or tuple(
+            k.decode("utf-8", "surrogateescape") for k in _cc_keys(headers.get(b"CC")))
     return dead, records
 
 
@@ -144,7 +150,7 @@ def _increment_count(entry: RawValue) -> RawValue:
     else:
         table[b"count"] = _long(count + 1)
         items = list(table.items())
-    return b"F" + _table(items)
+    return b"F" + join_table(items)
 
 
 def _death_entry(reason: bytes, queue: bytes, exchange: bytes, routing_keys: list[bytes],
@@ -160,7 +166,7 @@ def _death_entry(reason: bytes, queue: bytes, exchange: bytes, routing_keys: lis
         (b"exchange", _longstr(exchange)),
         (b"routing-keys", _array([_longstr(k) for k in routing_keys])),
     ]
-    return b"F" + _table(items)
+    return b"F" + join_table(items)
 
 
 def _cc_keys(value: RawValue | None) -> list[bytes]:
@@ -242,7 +248,8 @@ def split_array(data: bytes) -> list[RawValue]:
     return out
 
 
-def _table(items: Iterable[tuple[bytes, RawValue]]) -> bytes:
+def join_table(items: Iterable[tuple[bytes, RawValue]]) -> bytes:
+    """The inverse of ``split_table``: entries (key, raw value) -> a field table."""
     body = b"".join(bytes((len(k),)) + k + v for k, v in items)
     return _U32.pack(len(body)) + body
 

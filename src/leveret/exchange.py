@@ -103,6 +103,7 @@ class Exchange:
         return [b for b in self.bindings if b.destination is destination]
 
     def route(self, message: Message) -> list[Destination]:
+        # route_key inlined: this runs for every publish
         key = message.routing_key
         hit = self._cache.get(key)
         if hit is not None:
@@ -112,6 +113,30 @@ class Exchange:
             self._cache.clear()
         self._cache[key] = result
         return result
+
+    def route_key(self, key: str) -> list[Destination]:
+        """The destinations of one routing key (cached)."""
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        result = self._route(key)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = result
+        return result
+
+    def route_all(self, message: Message) -> list[Destination]:
+        """``route`` by the routing key and by the message's ``CC``/``BCC`` keys
+        (rabbitmq.com/docs/sender-selected): the union, each destination once."""
+        dests = self.route(message)
+        extra = message.extra_routing_keys
+        if not extra:
+            return dests
+        seen = {id(d): d for d in dests}
+        for key in extra:
+            for d in self.route_key(key):
+                seen.setdefault(id(d), d)
+        return list(seen.values())
 
     # kinds override these
     def _bind(self, binding: Binding) -> None:
@@ -165,6 +190,9 @@ class FanoutExchange(Exchange):
             hit = self._cache[""] = self._route("")
         return hit
 
+    def route_all(self, message: Message) -> list[Destination]:
+        return self.route(message)  # a fanout exchange ignores every routing key
+
 
 class TopicExchange(Exchange):
     kind = "topic"
@@ -208,6 +236,9 @@ class HeadersExchange(Exchange):
         if not self.bindings:
             return []
         return list(self._matcher.match(message.headers))
+
+    def route_all(self, message: Message) -> list[Destination]:
+        return self.route(message)  # a headers exchange ignores every routing key
 
 
 KINDS: dict[str, type[Exchange]] = {

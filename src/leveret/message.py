@@ -13,7 +13,7 @@ from . import frames
 
 
 class Message:
-    """An immutable published message (body copied once, from the socket buffer)."""
+    """A published message (body copied once, from the socket buffer); not changed once routed."""
 
     __slots__ = (
         "exchange",
@@ -26,6 +26,7 @@ class Message:
         "_props",
         "persisted",
         "ttl",
+        "extra_routing_keys",
     )
 
     def __init__(
@@ -48,6 +49,13 @@ class Message:
         self._props: dict[str, Any] | None = None
         self.persisted = False
         self.ttl: int | None = None  # per-message TTL in ms (the expiration property)
+        # the CC then BCC routing keys (sender_selected.py); the exchange routes by these too
+        self.extra_routing_keys: tuple[str, ...] = ()
+
+    def replace_raw_props(self, raw_props: bytes) -> None:
+        """Set new wire properties (before the message is routed) and drop decoded ones."""
+        self.raw_props = raw_props
+        self._props = None
 
     @property
     def properties(self) -> dict[str, Any]:

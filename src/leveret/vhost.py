@@ -312,8 +312,11 @@ class VirtualHost:
         """The queues a message published to ``exchange`` reaches, each once.
 
         Follows exchange-to-exchange bindings (each exchange visited once, so binding loops
-        terminate) and alternate exchanges when an exchange routes nowhere.
+        terminate) and alternate exchanges when an exchange routes nowhere. A message with
+        ``CC``/``BCC`` keys is routed by each of them too (rabbitmq.com/docs/sender-selected).
         """
+        if message.extra_routing_keys:
+            return self._route_all_keys(exchange, message)
         if exchange is self.default_exchange:
             q = self.queues.get(message.routing_key)
             return [q] if q is not None else []
@@ -326,10 +329,23 @@ class VirtualHost:
         self._collect(exchange, message, queues, {id(exchange)}, dests)
         return list(queues.values())
 
+    def _route_all_keys(self, exchange: Exchange, message: Message) -> list[Queue]:
+        if exchange is self.default_exchange:
+            # every key names a queue (RabbitMQ's default exchange takes them all)
+            found: dict[int, Queue] = {}
+            for key in (message.routing_key, *message.extra_routing_keys):
+                q = self.queues.get(key)
+                if q is not None:
+                    found.setdefault(id(q), q)
+            return list(found.values())
+        queues: dict[int, Queue] = {}
+        self._collect(exchange, message, queues, {id(exchange)})
+        return list(queues.values())
+
     def _collect(self, exchange: Exchange, message: Message, queues: dict[int, Queue],
                  visited: set[int], dests: list | None = None) -> None:
         if dests is None:
-            dests = exchange.route(message)
+            dests = exchange.route_all(message)
         if not dests:
             # the alternate exchange takes a message the exchange's own bindings select nothing
             # for; one sent on to an exchange that routes nowhere is not re-routed (RabbitMQ's
