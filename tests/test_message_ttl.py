@@ -140,3 +140,25 @@ def test_expired_head_of_a_priority_queue_is_never_delivered(confirming):
     ch.basic_publish("", "prio-zero", b"high", pika.BasicProperties(priority=3, expiration="0"))
     assert count(ch, "prio-zero") == 1
     assert drain(ch, "prio-zero") == [b"low"]
+
+
+def test_basic_get_expires_the_new_head_before_the_next_method(broker, confirming):
+    """basic.get takes the head and, at once, expires what is then at the head: a count sent
+    in the same write as the get does not see it (RabbitMQ's fetch drops it before replying)."""
+    from pamqp import commands as spec
+    from pamqp import frame as pframe
+
+    from test_delivery import raw_client
+
+    confirming.queue_declare("pipelined")
+    for body, props in ((b"a", None), (b"zero", ZERO), (b"b", None)):
+        confirming.basic_publish("", "pipelined", body, props)
+    client = raw_client(broker)
+    try:
+        client.send(pframe.marshal(spec.Basic.Get(queue="pipelined", no_ack=True), 1)
+                    + pframe.marshal(spec.Queue.Declare(queue="pipelined", passive=True), 1))
+        client.recv_until(spec.Basic.GetOk)
+        _, ok = client.recv_until(spec.Queue.DeclareOk)
+    finally:
+        client.close()
+    assert ok.message_count == 1

@@ -493,6 +493,10 @@ class Queue:
         if entry.store_id:
             self.vhost.store.delivered(entry)  # type: ignore[union-attr]
         if self._timed:
+            # the new head may have expired already (a TTL-0 message that waited behind this
+            # one): RabbitMQ's fetch drops it before it replies, so a count sent next never
+            # sees it
+            self._expire_head()
             self._arm_expiry_timer()  # the new head may expire sooner
         return entry
 
