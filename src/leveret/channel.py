@@ -33,6 +33,7 @@ from .sender_selected import apply as apply_sender_selected
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .vhost import VirtualHost
 
 _encode_deliver = frames.encode_deliver
 
@@ -43,7 +44,10 @@ class Channel:
     def __init__(self, connection: Connection, channel_id: int) -> None:
         self.conn = connection
         self.id = channel_id
-        self.vhost = connection.vhost
+        vhost = connection.vhost
+        # channel.open is only taken on an open connection, and connection.open set the vhost
+        assert vhost is not None, "channel opened before connection.open"
+        self.vhost: VirtualHost = vhost
         self.open = True
         self.closing = False  # we sent channel.close and wait for close-ok
         self.consumers: dict[str, Consumer] = {}
@@ -425,6 +429,8 @@ class Channel:
         q.add_consumer(consumer)
 
     def _basic_cancel(self, m: spec.Basic.Cancel) -> None:
+        # pamqp types it Optional for its constructor; decoded from the wire it is a str
+        assert m.consumer_tag is not None
         consumer = self.consumers.pop(m.consumer_tag, None)
         if not m.nowait:
             self.send(spec.Basic.CancelOk(consumer_tag=m.consumer_tag))
