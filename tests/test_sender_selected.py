@@ -307,6 +307,48 @@ def test_persistent_message_with_bcc_has_none_after_restart(tmp_path):
         conn.close()
 
 
+@pytest.mark.leveret_only
+@pytest.mark.parametrize("where", ["restart", "paged-out"])
+def test_dead_letters_of_a_stored_message_still_go_by_its_bcc_keys(tmp_path, where):
+    """The BCC keys are out of the headers but kept with the message, as RabbitMQ keeps them:
+    after a restart, or read back from disk past the memory budget, a dead letter without
+    x-dead-letter-routing-key is routed by them too."""
+    args = {"x-dead-letter-exchange": "ss-sdlx"}
+    budget = 0 if where == "paged-out" else 128 << 20
+    props = pika.BasicProperties(delivery_mode=2, headers={"CC": ["cc-key"], "BCC": ["bcc-key"]})
+    with Broker.in_thread(data_dir=str(tmp_path), memory_budget=budget) as broker:
+        ch = pika.BlockingConnection(pika.URLParameters(broker.url)).channel()
+        ch.confirm_delivery()
+        ch.exchange_declare("ss-sdlx", "direct", durable=True)
+        for q, key in (("ss-s-rk", "ss-stored"), ("ss-s-cc", "cc-key"), ("ss-s-bcc", "bcc-key")):
+            ch.queue_declare(q, durable=True)
+            ch.queue_bind(q, "ss-sdlx", key)
+        ch.queue_declare("ss-stored", durable=True, arguments=args)
+        for i in range(3):  # with a budget of 0, all but the first wait on disk
+            ch.basic_publish("", "ss-stored", b"m%d" % i, props)
+        if where == "paged-out":
+            assert broker.queue("ss-stored").messages_ram < 3
+            dead_letter_all(ch, "ss-stored")
+    if where == "restart":
+        with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+            ch = pika.BlockingConnection(pika.URLParameters(broker.url)).channel()
+            dead_letter_all(ch, "ss-stored")
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        ch = pika.BlockingConnection(pika.URLParameters(broker.url)).channel()
+        for q in ("ss-s-rk", "ss-s-cc", "ss-s-bcc"):
+            got = get_all(ch, q)
+            assert [body for body, _, _ in got] == [b"m0", b"m1", b"m2"], q
+            assert all("BCC" not in h and h["CC"] == ["cc-key"] for _, _, h in got)
+
+
+def dead_letter_all(ch, queue: str) -> None:
+    while True:
+        method, _, _ = ch.basic_get(queue)
+        if method is None:
+            return
+        ch.basic_reject(method.delivery_tag, requeue=False)
+
+
 def raw_client(broker):
     from rawamqp import RawClient
 

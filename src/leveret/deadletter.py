@@ -113,7 +113,7 @@ def _dead_message(queue_name: str, message: Message, reason: str, dlx: str,
                    None)
     if dl_routing_key is None:
         # routed by every key it was published with, BCC ones included (RabbitMQ 3.10 keeps
-        # them with the message); one recovered from the store has only its CC header left
+        # them with the message, and so does the store); the CC header is the fallback
         dead.extra_routing_keys = message.extra_routing_keys or tuple(
             k.decode("utf-8", "surrogateescape") for k in _cc_keys(headers.get(b"CC")))
     return dead, records

@@ -6,11 +6,14 @@ A data segment ``messages/NNNNNNNN.log`` holds PUBLISH records only, appended, n
     payload  u8 type (1) | u8 flags | u8 delivery_mode | u8 priority | u64 order | u32 body_size
              | u64 enqueued (wall clock, ms since the epoch) | shortstr vhost | shortstr queue
              | shortstr exchange | shortstr routing_key
-             | [shortstr expiration, if flags & EXPIRES] | u32 props_size | props | body
+             | [shortstr expiration, if flags & EXPIRES]
+             | [u16 n | n x (u32 size | utf-8 key), if flags & KEYS] | u32 props_size | props | body
 
     flags    TRANSIENT  written only to page a message out of memory: never recovered
              MOVED      a copy made by compaction (see compaction.py)
              EXPIRES    the expiration property follows the routing key
+             KEYS       the message's CC and BCC routing keys follow (sender_selected.py):
+                        BCC is gone from its headers, but dead-lettering still routes by it
 
 A message is named by where its record starts: ``store_id = segment << 32 | offset``. ``order``
 counts publishes across restarts and gives recovery the queue order back (compaction moves old
@@ -38,7 +41,7 @@ log = logging.getLogger("leveret.store")
 
 PUBLISH = 1
 REMOVE, DELIVERED = 2, 3
-TRANSIENT, MOVED, EXPIRES = 1, 2, 4
+TRANSIENT, MOVED, EXPIRES, KEYS = 1, 2, 4, 8
 
 HEAD = struct.Struct(">II")  # length, crc32(payload)
 # type, flags, delivery_mode, priority, order, body_size, enqueued ms
@@ -48,6 +51,7 @@ NAMES_AT = HEAD.size + FIXED.size  # where the vhost name starts, from the recor
 MARK = struct.Struct(">IBI")  # crc32(kind, offset), kind, offset
 _MARK_BODY = struct.Struct(">BI")
 _U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
 MARK_SIZE = MARK.size
 OFFSET_MASK = (1 << 32) - 1
 
@@ -80,11 +84,16 @@ def publish_parts(flags: int, msg: Message, order: int, queue_key: bytes, stamp:
     expiration = msg.expiration
     props = msg.raw_props
     body = msg.body
+    tail = b""
     if expiration is not None:
         flags |= EXPIRES
-        tail = short(expiration) + _U32.pack(len(props))
-    else:
-        tail = _U32.pack(len(props))
+        tail = short(expiration)
+    keys = msg.extra_routing_keys
+    if keys:
+        flags |= KEYS
+        encoded = [k.encode("utf-8", "surrogateescape") for k in keys]
+        tail += _U16.pack(len(encoded)) + b"".join(_U32.pack(len(k)) + k for k in encoded)
+    tail += _U32.pack(len(props))
     head = b"".join((FIXED.pack(PUBLISH, flags, msg.delivery_mode or 0, min(msg.priority or 0, 255),
                                 order, len(body), stamp),
                      queue_key, short(msg.exchange), short(msg.routing_key), tail, props))
@@ -125,6 +134,16 @@ def decode_message(data: bytes | bytearray | memoryview, pos: int
         n = data[p]
         names.append(_name(bytes(data[p + 1 : p + 1 + n])))
         p += 1 + n
+    keys: tuple[str, ...] = ()
+    if flags & KEYS:
+        (count,) = _U16.unpack_from(data, p)
+        p += 2
+        found = []
+        for _ in range(count):
+            (n,) = _U32.unpack_from(data, p)
+            found.append(bytes(data[p + 4 : p + 4 + n]).decode("utf-8", "surrogateescape"))
+            p += 4 + n
+        keys = tuple(found)
     (props_size,) = _U32.unpack_from(data, p)
     p += 4
     props = bytes(data[p : p + props_size])
@@ -134,6 +153,8 @@ def decode_message(data: bytes | bytearray | memoryview, pos: int
     body = bytes(data[p:end])
     msg = Message(names[2], names[3], props, body, mode, prio,
                   names[4] if flags & EXPIRES else None)
+    if keys:
+        msg.extra_routing_keys = keys
     return flags, order, msg, stamp
 
 
