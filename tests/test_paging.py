@@ -289,3 +289,32 @@ def test_ttl_counts_from_publish_not_from_the_restart(tmp_path):
         _, props, b = ch.basic_get("dead", auto_ack=True)
         assert number(b) == 1
         assert props.headers["x-death"][0]["reason"] == "expired"
+
+
+def test_messages_on_disk_do_not_count_against_the_memory_watermark(tmp_path):
+    """The watermark sees what is in memory: a long durable queue past the budget does not
+    block its publishers, while the same bytes in a transient queue do."""
+    watermark = 4 * BUDGET
+    with paged_broker(tmp_path, memory_high_watermark=watermark) as broker:
+        # blocked for 10 s, pika gives up with an error instead of waiting for ever
+        conn = pika.BlockingConnection(pika.URLParameters(
+            broker.url + "?blocked_connection_timeout=10"))
+        blocked: list[bool] = []
+        conn.add_on_connection_blocked_callback(lambda *a: blocked.append(True))
+        ch = conn.channel()
+        ch.queue_declare("long", durable=True)
+        ch.queue_declare("transient", durable=False)
+        fill(ch, "long", N)  # about 4x the watermark in bodies alone, every one confirmed
+        assert broker.queue("long").messages == N
+        assert not blocked
+        plain = conn.channel()  # no confirms: a blocked publish must not wait for one
+        for i in range(N):
+            plain.basic_publish("", "transient", body(i))
+            if i * len(body(i)) > 2 * watermark:
+                break
+        plain.basic_publish("", "transient", b"one more")  # this publish trips the alarm
+        for _ in range(100):
+            if blocked:
+                break
+            conn.process_data_events(time_limit=0.05)
+        assert blocked == [True]
