@@ -147,3 +147,22 @@ def test_incompatible_data_dir_is_refused(tmp_path):
                           "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert "leveret-store 99" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("134217728", 134217728), ("128MiB", 128 << 20), ("1.5GB", 1_500_000_000),
+    ("512 kib", 512 << 10), ("0", 0), ("64mb", 64_000_000),
+])
+def test_sizes_take_rabbitmq_style_units(text, expected):
+    from leveret.cli import parse_args
+
+    args = parse_args(["--memory-budget", text, "--memory-high-watermark", text])
+    assert (args.memory_budget, args.memory_high_watermark) == (expected, expected)
+
+
+@pytest.mark.parametrize("text", ["lots", "12 parsecs", "-5MiB", ""])
+def test_a_size_that_is_not_one_is_a_clear_usage_error(text):
+    out = subprocess.run([sys.executable, "-m", "leveret", "--memory-budget", text],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "--memory-budget" in out.stderr and "Traceback" not in out.stderr

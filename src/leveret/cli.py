@@ -13,6 +13,29 @@ import sys
 from . import __version__
 
 
+_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+          "gb": 1000**3, "gib": 1024**3}
+
+
+def byte_size(text: str) -> int:
+    """A number of bytes: ``134217728``, ``128MiB``, ``1.5GB``, ``512 kib`` (as RabbitMQ's
+    configuration writes them; a bare number is bytes)."""
+    s = text.strip().lower()
+    i = len(s)
+    while i and s[i - 1].isalpha():
+        i -= 1
+    number, unit = s[:i].strip(), s[i:]
+    try:
+        value = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a size: a number of bytes, or with kB, MB, GB, KiB, MiB, GiB"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}': a size cannot be negative")
+    return int(value)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ
     p = argparse.ArgumentParser(
@@ -36,9 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heartbeat", type=int, default=60, help="heartbeat proposed to clients (s)")
     p.add_argument("--frame-max", type=int, default=131072, help="largest frame (bytes)")
     p.add_argument("--channel-max", type=int, default=2047, help="most channels per connection")
-    p.add_argument("--memory-high-watermark", type=int, default=0,
-                   help="block publishers above this many bytes of queued messages (0 = off)")
-    p.add_argument("--memory-budget", type=int, default=128 * 1024 * 1024,
+    p.add_argument("--memory-high-watermark", type=byte_size, default=0,
+                   help="block publishers above this many bytes of queued messages, e.g. 512MiB "
+                        "(0 = off)")
+    p.add_argument("--memory-budget", type=byte_size, default=128 * 1024 * 1024,
                    help="with a data dir: bytes of durable queues' messages kept in memory; the "
                         "rest waits on disk and is read back in turn (default 128 MiB)")
     p.add_argument("--log-level", default="info",
