@@ -12,7 +12,6 @@ import sys
 
 from . import __version__
 
-
 _UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
           "gb": 1000**3, "gib": 1024**3}
 
