@@ -262,3 +262,50 @@ def test_kill_9_under_load_loses_no_confirmed_message(tmp_path, mode, round_):
         assert back[n], f"acked message {n} came back without redelivered"
     assert order == sorted(order), "recovered messages out of publish order"
     assert len(order) == len(back), "a message came back twice"
+
+
+# ---------------------------------------------------------------- a disk that refuses writes
+
+
+@pytest.mark.parametrize("budget", [128 << 20, 0])
+def test_a_full_disk_nacks_confirms_keeps_messages_and_recovers(tmp_path, monkeypatch, caplog,
+                                                               budget):
+    """ENOSPC on the message log: publishes waiting for the disk are nacked (none waits for
+    ever), the messages stay deliverable (budget 0: read back from what is still buffered),
+    and once the disk takes writes again everything is written and survives a restart."""
+    import errno
+
+    import leveret.store.messages as messages
+
+    real_write = os.write
+    refusing = threading.Event()
+    with Broker.in_thread(data_dir=str(tmp_path), memory_budget=budget) as broker:
+        store = broker._call(lambda: broker.broker._server.store)
+
+        def write(fd, data):
+            if refusing.is_set() and (fd == store.fd or fd in store._mark_fds.values()):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(fd, data)
+
+        monkeypatch.setattr(messages.os, "write", write)
+        conn = connect(broker)
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("full", durable=True)
+        ch.basic_publish("", "full", b"before", PERSISTENT)
+        refusing.set()
+        with caplog.at_level(logging.ERROR, logger="leveret.store"):
+            for i in range(3):
+                with pytest.raises(pika.exceptions.NackError):
+                    ch.basic_publish("", "full", b"refused%d" % i, PERSISTENT)
+        assert any("cannot write" in r.getMessage() for r in caplog.records)
+        # still served, in order, whatever the budget paged out
+        got = [ch.basic_get("full")[2] for _ in range(4)]
+        assert got == [b"before", b"refused0", b"refused1", b"refused2"]
+        ch.basic_recover(requeue=True)  # back in the queue, unacked
+        refusing.clear()
+        ch.basic_publish("", "full", b"after", PERSISTENT)  # confirmed once the retry wrote
+        conn.close()
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        got = drain(connect(broker).channel(), "full")
+    assert [b for b, _ in got] == [b"before", b"refused0", b"refused1", b"refused2", b"after"]

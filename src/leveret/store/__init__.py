@@ -20,6 +20,7 @@ durable queues keep their head in memory and the rest on disk (``paging.py``).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from ..queue import Queue
     from ..server import Server
     from ..vhost import VirtualHost
+
+log = logging.getLogger("leveret.store")
 
 __all__ = ["DEFAULT_BUDGET", "STORE_VERSION", "Store", "StoreError", "attach_store",
            "default_data_dir"]
@@ -114,15 +117,22 @@ class Store(MessageLog):
         if self._closed:
             return
         self.close_log()
-        clean = self.dir / "CLEAN"
-        clean.write_bytes(b"")
-        fd = os.open(clean, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        os.fsync(dir_fd)
-        os.close(dir_fd)
-        os.close(self._lock_fd)
+        try:
+            if self._failing:
+                return  # something was not written: the next start recovers as from a crash
+            clean = self.dir / "CLEAN"
+            clean.write_bytes(b"")
+            fd = os.open(clean, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+            dir_fd = os.open(self.dir, os.O_RDONLY)
+            os.fsync(dir_fd)
+            os.close(dir_fd)
+        except OSError as exc:
+            log.error("store: could not mark the shutdown clean (%s); the next start recovers "
+                      "as after a crash", exc)
+        finally:
+            os.close(self._lock_fd)
 
     def abandon(self) -> None:
         """Let go of the directory without a clean-shutdown mark (a failed start)."""

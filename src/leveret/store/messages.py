@@ -99,6 +99,8 @@ class MessageLog:
         self._syncing = False
         self._flush_scheduled = False
         self._closed = False
+        self._failing = False  # the last write was refused (disk full...): retrying
+        self._retry_scheduled = False
         self._queue_keys: dict[tuple[str, str], bytes] = {}
         self._dir_fd = os.open(directory, os.O_RDONLY)
 
@@ -124,7 +126,8 @@ class MessageLog:
         self._new_files = True
 
     def _roll(self) -> None:
-        self._write_data()
+        if not self._write_data():
+            return  # the records still buffered belong to this segment: stay on it
         old = self.seg
         self._unsynced.append(self.fd)
         self.open_segment(old + 1)
@@ -206,8 +209,8 @@ class MessageLog:
         """Make sure ``entry`` can be read back from disk; False if it cannot be."""
         if entry.store_id:
             return True
-        if self._closed:
-            return False
+        if self._closed or self._failing:
+            return False  # kept in memory while the disk refuses writes
         self._append(queue, entry, TRANSIENT)
         return True
 
@@ -309,32 +312,76 @@ class MessageLog:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
-    def _write_data(self) -> None:
-        if self._buf:
-            view = memoryview(self._buf)
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
-            view.release()
-            self._buf = bytearray()
+    def _write_data(self) -> bool:
+        """Hand the buffered records to the OS. False if it refused (disk full, I/O error):
+        what it did not take stays buffered, in order, and is tried again later."""
+        buf = self._buf
+        try:
+            while buf:
+                n = os.write(self.fd, buf)
+                del buf[:n]
+        except OSError as exc:
+            self._write_failed(exc)
+            return False
+        return True
 
-    def write_out(self) -> None:
-        """Hand everything buffered to the OS."""
-        self._write_data()
+    def write_out(self) -> bool:
+        """Hand everything buffered to the OS; False if some of it could not be written."""
+        ok = self._write_data()
         if self._marks:
             marks, self._marks = self._marks, {}
             for seg, data in marks.items():
                 if seg not in self.live:
                     continue  # deleted meanwhile
-                fd = self._fd_for(self._mark_fds, seg, self.marks_path(seg),
-                                  os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-                os.write(fd, data)
+                try:
+                    fd = self._fd_for(self._mark_fds, seg, self.marks_path(seg),
+                                      os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+                    n = os.write(fd, data)
+                    if n < len(data):
+                        raise OSError(f"short write ({n} of {len(data)} bytes)")
+                except OSError as exc:
+                    # marks are a set: the unwritten ones can come later, in any order
+                    # (a torn one is cut at recovery)
+                    self._marks.setdefault(seg, bytearray()).extend(data)
+                    self._write_failed(exc)
+                    ok = False
+        if ok and self._failing:
+            self._failing = False
+            log.warning("store: writing to %s works again", self.dir)
+        return ok
+
+    def _write_failed(self, exc: OSError) -> None:
+        if not self._failing:
+            self._failing = True
+            log.error("store: cannot write to %s (%s): confirms waiting for the disk are "
+                      "nacked, messages stay in memory, and writing is retried every second",
+                      self.dir, exc)
+        if not self._retry_scheduled and self.loop is not None and not self._closed:
+            self._retry_scheduled = True
+            self.loop.call_later(1.0, self._retry)
+
+    def _retry(self) -> None:
+        self._retry_scheduled = False
+        self._schedule()
+
+    def _nack_waiters(self) -> None:
+        """The disk refused the records these publishes wait for: nack them (RabbitMQ nacks
+        what it cannot take responsibility for), so no publisher waits for ever."""
+        waiters, self._waiters = self._waiters, []
+        for channel, seq in waiters:
+            confirms = channel.confirms
+            if channel.open and confirms is not None:
+                confirms.nack(seq)
+                confirms.written(seq)
+                channel.conn.want_confirm_flush(channel)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._closed:
             return
-        self.write_out()
+        if not self.write_out():
+            self._nack_waiters()
+            return  # deletes, compaction and fsyncs wait until writing works again
         if self._dead and not self._moving:
             for seg in sorted(self._dead):
                 if self.live.get(seg) == 0 and seg != self.seg:
@@ -441,7 +488,8 @@ class MessageLog:
         ``stamps``, if given, gets when each entered its queue (wall clock, ms; 0 if unread).
         """
         self._write_data()
-        remap = self.remap
+        pending = self.size - len(self._buf)  # records of the current segment from here on
+        remap = self.remap                    # are still buffered (the disk refused them)
         locs = [remap.get(k, k) for k in keys] if remap else keys
         out: list[Message | None] = [None] * len(locs)
         n = len(locs)
@@ -458,6 +506,21 @@ class MessageLog:
                     break
                 last = offset
                 j += 1
+            if seg == self.seg and last >= pending:
+                for k in range(i, j):
+                    offset = locs[k] & OFFSET_MASK
+                    try:
+                        if offset >= pending:
+                            _, _, out[k], stamp = decode_message(self._buf, offset - pending)
+                        else:
+                            _, _, out[k], stamp = self._read_one(self._read_fd(seg), offset)
+                        if stamps is not None:
+                            stamps[k] = stamp
+                    except (ValueError, OSError, IndexError, UnicodeDecodeError) as exc:
+                        log.error("store: message at byte %d of segment %d is unreadable (%s);"
+                                  " it is dropped", offset, seg, exc)
+                i = j
+                continue
             try:
                 fd = self._read_fd(seg)
                 data = os.pread(fd, last - first + 4096, first)
@@ -497,18 +560,24 @@ class MessageLog:
         if self.compaction is not None:
             self.compaction.close()  # its copies and the originals are both kept: harmless
             self.compaction = None
-        self.write_out()
+        if not self.write_out():
+            log.error("store: %d bytes of messages and their marks could not be written "
+                      "before shutdown; the confirms of persistent ones among them were nacked",
+                      len(self._buf) + sum(len(m) for m in self._marks.values()))
+            self._nack_waiters()
         self._closed = True
         fds = [*self._in_sync, *self._unsynced, *self._mark_fds.values()]
         if self.fd >= 0:
             fds.append(self.fd)
-        for fd in fds:
-            os.fsync(fd)
-        for fd in [*fds, *self._read_fds.values()]:
+        for fd in [*fds, self._dir_fd]:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                self._failing = True
+                log.error("store: fsync at shutdown failed: %s", exc)
+        for fd in [*fds, *self._read_fds.values(), self._dir_fd]:
             os.close(fd)
         self._unsynced.clear()
         self._mark_fds.clear()
         self._read_fds.clear()
         self.fd = -1
-        os.fsync(self._dir_fd)
-        os.close(self._dir_fd)
