@@ -318,3 +318,34 @@ def test_messages_on_disk_do_not_count_against_the_memory_watermark(tmp_path):
                 break
             conn.process_data_events(time_limit=0.05)
         assert blocked == [True]
+
+
+def test_redelivered_flags_survive_a_clean_restart_paged_or_not(tmp_path):
+    """Requeued earlier, or out for ack when the broker stops: back redelivered after a clean
+    restart, whether in memory or on disk then; the others not."""
+    with paged_broker(tmp_path) as broker:
+        ch = connect(broker).channel()
+        ch.queue_declare("flags", durable=True)
+        fill(ch, "flags", N)
+        tags = [ch.basic_get("flags")[0].delivery_tag for _ in range(3)]
+        ch.basic_nack(tags[-1], multiple=True, requeue=True)  # 0..2 requeued, flagged
+        for _ in range(5):
+            ch.basic_get("flags")  # 0..2 again and 3, 4: out for ack when the broker stops
+    with paged_broker(tmp_path) as broker:
+        got = drain(connect(broker).channel(), "flags")
+    assert [n for n, _ in got] == list(range(N))
+    assert {n for n, r in got if r} == {0, 1, 2, 3, 4}
+
+
+def test_flags_from_a_crash_stay_through_a_clean_restart_on_disk_too(tmp_path):
+    with paged_broker(tmp_path) as broker:
+        ch = connect(broker).channel()
+        ch.queue_declare("crashed", durable=True)
+        fill(ch, "crashed", N)
+    (tmp_path / "messages" / "CLEAN").unlink()  # as after a crash: all come back flagged
+    with paged_broker(tmp_path) as broker:
+        assert broker.queue("crashed").messages_ram < N  # most wait on disk, flagged there
+    with paged_broker(tmp_path) as broker:  # a clean restart in between
+        got = drain(connect(broker).channel(), "crashed")
+    assert [n for n, _ in got] == list(range(N))
+    assert all(r for _, r in got)

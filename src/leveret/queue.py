@@ -462,8 +462,6 @@ class Queue:
         if not consumer.no_ack:
             self.unacked += 1
             consumer.unacked += 1
-            if entry.store_id:
-                self.vhost.store.delivered(entry)  # type: ignore[union-attr]
         consumer.channel.deliver(consumer, self, entry)
         if consumer.no_ack:
             self.settled(entry)
@@ -490,8 +488,6 @@ class Queue:
         if not self.ready:
             return None
         entry = self._pop_ready()
-        if entry.store_id:
-            self.vhost.store.delivered(entry)  # type: ignore[union-attr]
         if self._timed:
             # the new head may have expired already (a TTL-0 message that waited behind this
             # one): RabbitMQ's fetch drops it before it replies, so a count sent next never

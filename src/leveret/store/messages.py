@@ -8,9 +8,10 @@ fsync (group commit).
 
 Segments: the current segment takes appends until it passes ``segment_bytes``. A segment whose
 messages are all gone is deleted; one whose live messages fell under half of what it held is
-compacted (compaction.py). Marks (acks, deliveries) are written to the OS but not fsynced: a
+compacted (compaction.py). REMOVE marks (acks, drops) are written to the OS but not fsynced: a
 crash of the process loses none of them, a crash of the machine may bring back a message whose
-ack was not yet on disk, marked redelivered.
+ack was not yet on disk, marked redelivered. DELIVERED marks are written only at a clean
+shutdown, for the messages flagged redelivered then (after a crash all come back flagged).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from time import time as _wall
@@ -102,6 +104,9 @@ class MessageLog:
         self._failing = False  # the last write was refused (disk full...): retrying
         self._retry_scheduled = False
         self._queue_keys: dict[tuple[str, str], bytes] = {}
+        # the ready lists of durable queues (by id: a deque is not hashable)
+        self._lists: weakref.WeakValueDictionary[int, PagedReadyList] = (
+            weakref.WeakValueDictionary())
         self._dir_fd = os.open(directory, os.O_RDONLY)
 
     # ------------------------------------------------------------------ paths and files
@@ -255,18 +260,23 @@ class MessageLog:
         """A record recovery does not restore (its queue is gone, or a second copy)."""
         self._mark(store_id >> 32, REMOVE, store_id & OFFSET_MASK)
 
-    def delivered(self, entry: QueueEntry) -> None:
-        """Handed to a consumer: after a restart it comes back redelivered."""
+    def mark_redelivered(self) -> None:
+        """At a clean shutdown: a DELIVERED mark for every ready message whose redelivered
+        flag is set, so it comes back with it. (Deliveries are not marked as they happen: a
+        message out for ack at a clean shutdown has been requeued, flagged, by now; after a
+        crash every recovered message is flagged anyway.)"""
         if self._closed:
             return
-        loc = entry.store_id
-        if self.remap:
-            loc = self.remap.get(loc, loc)
-        seg = loc >> 32
-        self._mark(seg, DELIVERED, loc & OFFSET_MASK)
-        compaction = self.compaction
-        if compaction is not None and seg == compaction.seg:
-            compaction.delivered.add(loc & OFFSET_MASK)
+        remap = self.remap
+        for ready in list(self._lists.values()):
+            for entry in ready.in_memory():
+                if entry.redelivered and entry.store_id:
+                    loc = remap.get(entry.store_id, entry.store_id) if remap else entry.store_id
+                    self._mark(loc >> 32, DELIVERED, loc & OFFSET_MASK)
+            for store_id, redelivered in ready.tail.peek():
+                if redelivered:
+                    loc = remap.get(store_id, store_id) if remap else store_id
+                    self._mark(loc >> 32, DELIVERED, loc & OFFSET_MASK)
 
     def purge(self, queue: Queue) -> None:
         """Every ready message of ``queue`` is dropped (purge, delete)."""
@@ -282,7 +292,9 @@ class MessageLog:
                     self.remove(queue, entry)
 
     def ready_list(self, queue: Queue) -> PagedReadyList:
-        return PagedReadyList(queue, self)
+        ready = PagedReadyList(queue, self)
+        self._lists[id(ready)] = ready
+        return ready
 
     def move(self, seg: int, offset: int, record: bytes, delivered: bool) -> None:
         """Compaction: copy a live record of ``seg`` to the current segment."""
@@ -560,6 +572,7 @@ class MessageLog:
         if self.compaction is not None:
             self.compaction.close()  # its copies and the originals are both kept: harmless
             self.compaction = None
+        self.mark_redelivered()
         if not self.write_out():
             log.error("store: %d bytes of messages and their marks could not be written "
                       "before shutdown; the confirms of persistent ones among them were nacked",

@@ -22,7 +22,8 @@ entered its queue, not from the restart (RabbitMQ keeps expiry times on disk too
 
 What happened to a record afterwards goes to its own segment's marks file
 ``messages/NNNNNNNN.marks``: fixed 9-byte records ``u32 crc32(kind, offset) | u8 kind |
-u32 offset``, kind REMOVE (acked, dropped, purged) or DELIVERED (handed to a consumer). Marks
+u32 offset``, kind REMOVE (acked, dropped, purged) or DELIVERED (flagged redelivered at a
+clean shutdown: it comes back so). Marks
 name only records of their own segment, so a segment and its marks are deleted together and
 never matter to any other segment.
 """
