@@ -12,9 +12,10 @@ import time
 import pika
 import pytest
 
+import test_durability
 from leveret import Broker
+from test_durability import PERSISTENT, connect
 
-PERSISTENT = pika.BasicProperties(delivery_mode=2)
 BUDGET = 64 * 1024  # bytes: about a hundred of the messages below
 N = 4000
 # In memory at most: what fits in the budget, plus one read-back batch and its low mark
@@ -30,10 +31,6 @@ def number(b: bytes) -> int:
     return int(b[:6])
 
 
-def connect(broker) -> pika.BlockingConnection:
-    return pika.BlockingConnection(pika.URLParameters(broker.url))
-
-
 def paged_broker(tmp_path, **kw) -> Broker:
     return Broker.in_thread(data_dir=str(tmp_path), memory_budget=BUDGET, **kw)
 
@@ -45,12 +42,8 @@ def fill(ch, queue: str, n: int, props=PERSISTENT, start: int = 0) -> None:
 
 
 def drain(ch, queue: str) -> list[tuple[int, bool]]:
-    out = []
-    while True:
-        method, _, b = ch.basic_get(queue, auto_ack=True)
-        if method is None:
-            return out
-        out.append((number(b), method.redelivered))
+    """(number, redelivered) of every ready message, acked."""
+    return [(number(b), r) for b, r in test_durability.drain(ch, queue)]
 
 
 def consume_all(ch, queue: str, n: int, prefetch: int = 100) -> list[int]:

@@ -277,6 +277,13 @@ class Queue:
             return True
         return self._push_with_features(message, publisher, seq)
 
+    def _ttl_of(self, message: Message) -> int | None:
+        """The TTL (ms) of ``message`` in this queue: the queue's or its own, the shorter."""
+        ttl = self.options.message_ttl
+        if message.ttl is not None:
+            ttl = message.ttl if ttl is None else min(ttl, message.ttl)
+        return ttl
+
     def _push_with_features(self, message: Message, publisher: Channel | None = None,
                             seq: int = 0) -> bool:
         opts = self.options
@@ -285,9 +292,7 @@ class Queue:
             if opts.overflow == "reject-publish-dlx":
                 dead_letter(self, message, "maxlen")
             return False
-        ttl = opts.message_ttl
-        if message.ttl is not None:
-            ttl = message.ttl if ttl is None else min(ttl, message.ttl)
+        ttl = self._ttl_of(message)
         self._seq += 1
         entry = QueueEntry(self._seq, message)
         store = self.vhost.store
@@ -509,14 +514,7 @@ class Queue:
         entry.store_id = store_id
         entry.redelivered = redelivered
         if since:
-            if message.expiration is not None:
-                try:
-                    message.ttl = int(message.expiration)
-                except ValueError:
-                    message.ttl = None
-            ttl = self.options.message_ttl
-            if message.ttl is not None:
-                ttl = message.ttl if ttl is None else min(ttl, message.ttl)
+            ttl = self._ttl_of(message)
             if ttl is not None:
                 deadline = since + ttl / 1000.0
         if deadline:

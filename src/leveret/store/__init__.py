@@ -120,14 +120,7 @@ class Store(MessageLog):
         try:
             if self._failing:
                 return  # something was not written: the next start recovers as from a crash
-            clean = self.dir / "CLEAN"
-            clean.write_bytes(b"")
-            fd = os.open(clean, os.O_RDONLY)
-            os.fsync(fd)
-            os.close(fd)
-            dir_fd = os.open(self.dir, os.O_RDONLY)
-            os.fsync(dir_fd)
-            os.close(dir_fd)
+            atomic_write(self.dir / "CLEAN", "")
         except OSError as exc:
             log.error("store: could not mark the shutdown clean (%s); the next start recovers "
                       "as after a crash", exc)

@@ -64,6 +64,17 @@ def _sync_all(fds: list[int], dir_fd: int) -> None:
         os.fsync(dir_fd)
 
 
+def _confirm(waiters: list[tuple[Channel, int]], nack: bool) -> None:
+    """The records these publishes waited for are on disk (ack), or cannot be (nack)."""
+    for channel, seq in waiters:
+        confirms = channel.confirms
+        if channel.open and confirms is not None:
+            if nack:
+                confirms.nack(seq)
+            confirms.written(seq)
+            channel.conn.want_confirm_flush(channel)
+
+
 class MessageLog:
     """Persistent messages of durable queues, and messages paged out of memory."""
 
@@ -380,12 +391,7 @@ class MessageLog:
         """The disk refused the records these publishes wait for: nack them (RabbitMQ nacks
         what it cannot take responsibility for), so no publisher waits for ever."""
         waiters, self._waiters = self._waiters, []
-        for channel, seq in waiters:
-            confirms = channel.confirms
-            if channel.open and confirms is not None:
-                confirms.nack(seq)
-                confirms.written(seq)
-                channel.conn.want_confirm_flush(channel)
+        _confirm(waiters, nack=True)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -427,13 +433,7 @@ class MessageLog:
         exc = fut.exception()
         if exc is not None:
             log.error("store: fsync failed (%s): the messages it covered are nacked", exc)
-        for channel, seq in waiters:
-            confirms = channel.confirms
-            if channel.open and confirms is not None:
-                if exc is not None:
-                    confirms.nack(seq)
-                confirms.written(seq)
-                channel.conn.want_confirm_flush(channel)
+        _confirm(waiters, nack=exc is not None)
         if exc is None:
             for action in actions:
                 action()
@@ -500,8 +500,10 @@ class MessageLog:
         ``stamps``, if given, gets when each entered its queue (wall clock, ms; 0 if unread).
         """
         self._write_data()
-        pending = self.size - len(self._buf)  # records of the current segment from here on
-        remap = self.remap                    # are still buffered (the disk refused them)
+        # records of the current segment from ``pending`` on are still in the buffer (the disk
+        # refused them): a run of records is read from the buffer or from the file, not both
+        pending = self.size - len(self._buf)
+        remap = self.remap
         locs = [remap.get(k, k) for k in keys] if remap else keys
         out: list[Message | None] = [None] * len(locs)
         n = len(locs)
@@ -511,38 +513,30 @@ class MessageLog:
         while i < n:
             seg = locs[i] >> 32
             first = last = locs[i] & OFFSET_MASK
+            buffered = seg == self.seg and first >= pending
             j = i + 1
             while j < n and locs[j] >> 32 == seg:
                 offset = locs[j] & OFFSET_MASK
-                if offset <= last or offset - first > _SPAN:
+                if (offset <= last or offset - first > _SPAN
+                        or (seg == self.seg and offset >= pending) != buffered):
                     break
                 last = offset
                 j += 1
-            if seg == self.seg and last >= pending:
-                for k in range(i, j):
-                    offset = locs[k] & OFFSET_MASK
-                    try:
-                        if offset >= pending:
-                            _, _, out[k], stamp = decode_message(self._buf, offset - pending)
-                        else:
-                            _, _, out[k], stamp = self._read_one(self._read_fd(seg), offset)
-                        if stamps is not None:
-                            stamps[k] = stamp
-                    except (ValueError, OSError, IndexError, UnicodeDecodeError) as exc:
-                        log.error("store: message at byte %d of segment %d is unreadable (%s);"
-                                  " it is dropped", offset, seg, exc)
-                i = j
-                continue
-            try:
-                fd = self._read_fd(seg)
-                data = os.pread(fd, last - first + 4096, first)
-            except OSError as exc:
-                log.error("store: cannot read segment %d: %s", seg, exc)
-                i = j
-                continue
+            fd = -1
+            data: bytes | bytearray
+            if buffered:
+                data, start = self._buf, pending
+            else:
+                try:
+                    fd = self._read_fd(seg)
+                    data, start = os.pread(fd, last - first + 4096, first), first
+                except OSError as exc:
+                    log.error("store: cannot read segment %d: %s", seg, exc)
+                    i = j
+                    continue
             for k in range(i, j):
                 offset = locs[k] & OFFSET_MASK
-                p = offset - first
+                p = offset - start
                 try:
                     if p + 8 > len(data) or p + record_length(data, p) > len(data):
                         _, _, out[k], stamp = self._read_one(fd, offset)

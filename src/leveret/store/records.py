@@ -36,7 +36,9 @@ import struct
 import zlib
 from pathlib import Path
 
+from ..errors import ChannelError
 from ..message import Message
+from ..queue_args import parse_expiration
 
 log = logging.getLogger("leveret.store")
 
@@ -154,6 +156,11 @@ def decode_message(data: bytes | bytearray | memoryview, pos: int
     body = bytes(data[p:end])
     msg = Message(names[2], names[3], props, body, mode, prio,
                   names[4] if flags & EXPIRES else None)
+    if msg.expiration is not None:  # as the publish path does: checked there already
+        try:
+            msg.ttl = parse_expiration(msg.expiration)
+        except ChannelError as exc:
+            raise ValueError(f"bad expiration: {exc}") from None
     if keys:
         msg.extra_routing_keys = keys
     return flags, order, msg, stamp

@@ -13,12 +13,12 @@ unclean shutdown (no CLEAN file): its mark may have been lost with the process.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from array import array
 from typing import TYPE_CHECKING
 
 from ..queue import PriorityReady
+from .definitions import fsync_dir
 from .paging import BATCH, PagedReadyList, enqueued_since
 from .records import past_damage, read_marks, short
 from .scan import scan_run
@@ -51,7 +51,7 @@ def recover_messages(store: MessageLog, server: Server) -> None:
     clean = clean_file.exists()
     if clean:
         clean_file.unlink()  # from now on a crash must be seen as one
-        _fsync_dir(store)
+        fsync_dir(store.dir)
     targets: dict[bytes, Queue] = {}
     for vhost in server.vhosts.values():
         for queue in vhost.queues.values():
@@ -128,14 +128,6 @@ def _drop(store: MessageLog, store_id: int) -> None:
     """A record recovery does not restore: its queue is gone, or it is a second copy."""
     store.forget_at_recovery(store_id)
     store.live[store_id >> 32] -= 1
-
-
-def _fsync_dir(store: MessageLog) -> None:
-    fd = os.open(store.dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _in_order(c: _Collected, dead_orders: set[int]) -> list[bool]:
