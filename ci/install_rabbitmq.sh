@@ -5,6 +5,8 @@
 #   RABBITMQ_WAIT       seconds to wait for the port (default 90)
 #   RABBITMQ_NODE_PORT  the port, as RabbitMQ reads it (default 5672); RabbitMQ's other
 #                       RABBITMQ_* variables pass through to it when run as root
+# The management (15672, with rabbitmqadmin) and Prometheus (15692) plugins are enabled, for
+# the differential tests of Leveret's HTTP API and metrics.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 port="${RABBITMQ_NODE_PORT:-5672}"
@@ -49,3 +51,16 @@ until port_open; do
     sleep 1
 done
 echo "RabbitMQ listening on $port"
+
+# enable is idempotent; on a running node it starts the plugins at once
+"${sudo[@]}" rabbitmq-plugins enable rabbitmq_management rabbitmq_prometheus >&2 || {
+    echo "warning: could not enable the management and prometheus plugins" >&2; exit 0; }
+mgmt_open() { (exec 3<>"/dev/tcp/127.0.0.1/15672") 2>/dev/null; }
+until mgmt_open; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "warning: the management API did not listen on 15672 within ${wait_s}s" >&2
+        exit 0
+    fi
+    sleep 1
+done
+echo "RabbitMQ management API listening on 15672"
