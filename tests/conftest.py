@@ -16,7 +16,7 @@ import socket
 import subprocess
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pika
 import pytest
@@ -109,3 +109,43 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+RABBITMQ_API = os.environ.get("LEVERET_RABBITMQ_API", "http://127.0.0.1:15672/api")
+
+
+def rabbitmq_api(method: str, path: str, body: object = None) -> tuple[int, object]:
+    """Call the local RabbitMQ's management API as guest: (status, decoded JSON or text)."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(RABBITMQ_API + path, method=method, data=data)
+    request.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, text = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read()
+    try:
+        return status, json.loads(text) if text.strip() else None
+    except ValueError:
+        return status, text.decode("utf-8", "replace")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_admin() -> Callable[..., tuple[int, object]]:
+    """``rabbitmq_admin(method, path, body)`` on the local RabbitMQ's management API; skips
+    cleanly when RabbitMQ or its management plugin is not there."""
+    if not rabbitmq_available():
+        pytest.skip("no RabbitMQ on localhost:5672")
+    try:
+        status, _ = rabbitmq_api("GET", "/whoami")
+    except OSError:
+        status = 0
+    if status != 200:
+        pytest.skip("no RabbitMQ management API on localhost:15672")
+    return rabbitmq_api

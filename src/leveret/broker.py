@@ -158,6 +158,7 @@ class Broker:
 
             attach_store(server, self.settings.data_dir)
         try:
+            server.create_defaults()
             await server.start()
         except BaseException:
             if server.store is not None:
@@ -222,19 +223,56 @@ class Broker:
     # ------------------------------------------------------------------ vhosts
 
     def add_vhost(self, name: str) -> None:
-        """Create a virtual host (nothing happens if it exists); every user may use it."""
-        self._need_server().add_vhost(name)
-        if name not in self.settings.vhosts:
-            self.settings.vhosts.append(name)
+        """Create a virtual host (nothing happens if it exists) and give the users this broker
+        was started with (``user`` and ``users``) full permissions on it, as RabbitMQ's
+        management API grants them to the user who creates a vhost."""
+        access = self._need_server().access
+        access.add_vhost(name)
+        for user in self.settings.users:
+            if user in access.users:
+                access.set_permissions(user, name, ".*", ".*", ".*")
 
     def delete_vhost(self, name: str) -> None:
-        """Delete a vhost, closing its connections with 320 and dropping its queues."""
+        """Delete a vhost, closing its connections with 320 and dropping its queues (nothing
+        happens if there is no such vhost)."""
         self._need_server().delete_vhost(name)
-        if name in self.settings.vhosts:
-            self.settings.vhosts.remove(name)
 
     def vhost_names(self) -> list[str]:
         return list(self._need_server().vhosts)
+
+    # ------------------------------------------------------------------ users
+
+    @property
+    def access(self) -> Any:
+        """The users, vhost records and permissions (``leveret.auth.Access``); call it on the
+        broker's loop."""
+        return self._need_server().access
+
+    def add_user(self, name: str, password: str | None, tags: list[str] | tuple[str, ...] = ()
+                 ) -> None:
+        """Create or update a user (password None: none, so no password login)."""
+        self._need_server().access.put_user(name, password, tags=tags)
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user and their permissions, closing their connections with 320."""
+        self._need_server().access.delete_user(name)
+
+    def set_permissions(self, user: str, vhost: str, configure: str = ".*", write: str = ".*",
+                        read: str = ".*") -> None:
+        """Grant regular expressions (RabbitMQ's semantics) on a vhost's resources."""
+        self._need_server().access.set_permissions(user, vhost, configure, write, read)
+
+    def clear_permissions(self, user: str, vhost: str) -> None:
+        self._need_server().access.clear_permissions(user, vhost)
+
+    def set_topic_permissions(self, user: str, vhost: str, exchange: str, write: str = ".*",
+                              read: str = ".*") -> None:
+        """Restrict the routing keys a user may publish and bind with on a topic exchange."""
+        self._need_server().access.set_topic_permissions(user, vhost, exchange, write, read)
+
+    def clear_topic_permissions(self, user: str, vhost: str, exchange: str | None = None
+                                ) -> None:
+        self._need_server().access.clear_topic_permissions(user, vhost, exchange)
 
     # ------------------------------------------------------------------ inspection
 
@@ -519,6 +557,34 @@ class ThreadedBroker:
 
     def vhost_names(self) -> list[str]:
         return self._call(self.broker.vhost_names)
+
+    def add_user(self, name: str, password: str | None, tags: list[str] | tuple[str, ...] = ()
+                 ) -> None:
+        self._call(lambda: self.broker.add_user(name, password, tags))
+
+    def delete_user(self, name: str) -> None:
+        self._call(lambda: self.broker.delete_user(name))
+
+    def set_permissions(self, user: str, vhost: str, configure: str = ".*", write: str = ".*",
+                        read: str = ".*") -> None:
+        self._call(lambda: self.broker.set_permissions(user, vhost, configure, write, read))
+
+    def clear_permissions(self, user: str, vhost: str) -> None:
+        self._call(lambda: self.broker.clear_permissions(user, vhost))
+
+    def set_topic_permissions(self, user: str, vhost: str, exchange: str, write: str = ".*",
+                              read: str = ".*") -> None:
+        self._call(lambda: self.broker.set_topic_permissions(user, vhost, exchange, write,
+                                                             read))
+
+    def clear_topic_permissions(self, user: str, vhost: str, exchange: str | None = None
+                                ) -> None:
+        self._call(lambda: self.broker.clear_topic_permissions(user, vhost, exchange))
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` on the broker's loop and return its result (for the model objects,
+        e.g. ``broker.call(lambda: broker.broker.access.list_users())``)."""
+        return self._call(fn)
 
     def queues(self, vhost: str | None = None) -> list[QueueInfo]:
         return self._call(lambda: self.broker.queues(vhost))

@@ -263,7 +263,7 @@ class Connection(asyncio.BufferedProtocol):
     def _on_start_ok(self, m: spec.Connection.StartOk) -> None:
         self.client_properties = m.client_properties or {}
         user, password = self._credentials(m.mechanism, m.response)
-        if user is None or not self.settings.check_user(user, password or ""):
+        if user is None or self.server.access.authenticate(user, password or "") is None:
             text = (f"Login was refused using authentication mechanism {m.mechanism}. "
                     "For details see the broker logfile.")
             log.warning("%s: authentication failed for user %r", self.peer, user)
@@ -328,7 +328,8 @@ class Connection(asyncio.BufferedProtocol):
         vhost = self.server.vhosts.get(m.virtual_host)
         if vhost is None:
             raise ConnectionError_(NOT_ALLOWED, f"vhost {m.virtual_host} not found")
-        if not self.settings.can_access(self.user, m.virtual_host):
+        if not self.server.access.can_access_vhost(self.user, m.virtual_host):
+            # rabbit_access_control:check_vhost_access
             raise ConnectionError_(NOT_ALLOWED, f"access to vhost '{m.virtual_host}' refused "
                                                 f"for user '{self.user}'")
         self.vhost = vhost

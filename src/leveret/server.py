@@ -7,6 +7,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING
 
+from .auth import Access
 from .connection import Connection
 from .memory import MemoryMonitor
 from .settings import Settings
@@ -29,18 +30,54 @@ class Server:
         self.connections: set[Connection] = set()
         self.memory = MemoryMonitor(settings.memory_high_watermark)
         self._listener: asyncio.base_events.Server | None = None
-        for name in settings.vhosts:
-            self.add_vhost(name)
+        # users, vhost records, permissions; the server follows its changes (access_changed)
+        self.access = Access()
+        self.access.subscribe(self)
+
+    def create_defaults(self) -> None:
+        """RabbitMQ's first boot: the settings' vhosts and users (the first user is the
+        default user, an administrator), each user with full permissions on each vhost. Done
+        only when there is no user yet (a data dir keeps them: RabbitMQ too creates the default
+        user on first boot only)."""
+        s = self.settings
+        if self.access.users:
+            if any(name not in self.access.users for name in s.users):
+                log.info("users %s not created: the data dir has its users already (created "
+                         "on first boot only, as RabbitMQ does)", ", ".join(
+                             repr(n) for n in s.users if n not in self.access.users))
+            return
+        # vhosts a data dir brought back (from before users were kept) are opened to them too
+        vhosts = list(s.vhosts) + [v for v in self.access.vhosts if v not in s.vhosts]
+        self.access.create_defaults(list(s.users.items()), vhosts, s.default_user_tags,
+                                    s.default_permissions)
 
     # ------------------------------------------------------------------ vhosts
 
     def add_vhost(self, name: str) -> VirtualHost:
-        vhost = self.vhosts.get(name)
-        if vhost is None:
-            vhost = self.vhosts[name] = VirtualHost(name, self.store, self.memory)
-        return vhost
+        """The vhost ``name``, created (record and exchanges) if there is none."""
+        self.access.add_vhost(name)
+        return self.vhosts[name]
 
     def delete_vhost(self, name: str) -> None:
+        """Delete a vhost if there is one (``Access.delete_vhost`` does the same)."""
+        if name in self.access.vhosts:
+            self.access.delete_vhost(name)
+
+    def access_changed(self, kind: str, key: tuple[str, ...], record: object | None) -> None:
+        """Follow the access model (``auth.AccessListener``)."""
+        if kind == "vhost":
+            if record is not None:
+                if key[0] not in self.vhosts:
+                    self.vhosts[key[0]] = VirtualHost(key[0], self.store, self.memory)
+            else:
+                self._drop_vhost(key[0])
+        elif kind == "user" and record is None:
+            # rabbit_connection_tracking: a deleted user's connections are closed
+            for conn in list(self.connections):
+                if conn.vhost is not None and conn.user == key[0]:
+                    conn.force_close(f"user '{key[0]}' is deleted")
+
+    def _drop_vhost(self, name: str) -> None:
         vhost = self.vhosts.pop(name, None)
         if vhost is None:
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
 
 
@@ -12,8 +11,17 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 0
+    # created on first boot (no user in the data dir yet), as RabbitMQ's default_user: the
+    # first is the default user (tagged default_user_tags); each gets default_permissions on
+    # each of the vhosts; users, vhosts and permissions then live in Server.access (auth.py)
     users: dict[str, str] = field(default_factory=lambda: {"guest": "guest"})
     vhosts: list[str] = field(default_factory=lambda: ["/"])
+    default_user_tags: list[str] = field(default_factory=lambda: ["administrator"])
+    default_permissions: tuple[str, str, str] = (".*", ".*", ".*")
+    # users who may log in only through a loopback address (RabbitMQ's loopback_users;
+    # rabbitmq.conf's `loopback_users.guest = false` takes guest out, `loopback_users = none`
+    # empties it)
+    loopback_users: list[str] = field(default_factory=lambda: ["guest"])
     frame_max: int = 131072  # RabbitMQ's default
     channel_max: int = 2047  # RabbitMQ's default
     heartbeat: int = 60  # seconds, RabbitMQ's default
@@ -26,13 +34,3 @@ class Settings:
     # properties plus ~320 a message); past it they wait on disk and are read back in turn
     memory_budget: int = 128 * 1024 * 1024
     loop: str = "uvloop"
-
-    def check_user(self, user: str, password: str) -> bool:
-        expected = self.users.get(user)
-        return expected is not None and hmac.compare_digest(
-            expected.encode("utf-8"), password.encode("utf-8")
-        )
-
-    def can_access(self, user: str, vhost: str) -> bool:
-        # every configured user may use every virtual host, as guest can on a fresh RabbitMQ
-        return user in self.users
