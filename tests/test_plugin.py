@@ -106,6 +106,8 @@ def test_session_broker_is_shared_and_not_restarted(pytester):
 def test_external_url_skips_the_embedded_broker(pytester, monkeypatch):
     with Broker.in_thread() as outside:
         monkeypatch.setenv("LEVERET_EXTERNAL_URL", outside.url)
+        # a RabbitMQ on this machine answers on 127.0.0.1:15672: not the broker under test
+        monkeypatch.setenv("LEVERET_EXTERNAL_MANAGEMENT_URL", "off")
         result = run(pytester, f"""
             import threading, pika
 
