@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,30 +12,45 @@ import pika
 import pika.exceptions
 import pytest
 
+from _proc import STARTED, LeveretProcess
 from conftest import free_port
 
 
-def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    if "--data-dir" not in args:
-        args = ("--in-memory", *args)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "leveret", "--host", "127.0.0.1", "--port", str(port), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, **(env or {})},
-    )
-    line = proc.stdout.readline()  # the one line saying where it listens
-    assert f"listening on 127.0.0.1:{port}" in line, line
-    return proc, port
+def start(*args: str, env: dict[str, str] | None = None) -> tuple[LeveretProcess, int]:
+    proc = LeveretProcess(*args, env=env).started()
+    return proc, proc.port
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
-    proc.send_signal(sig)
-    try:
-        return proc.wait(15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+def stop(proc: LeveretProcess, sig: int = signal.SIGTERM) -> int:
+    return proc.stop(sig)
+
+
+def test_testcontainers_style_wait_for_the_startup_line_then_connect():
+    # testcontainers (Java, Go, .NET, Node) wait for `.*Server startup complete.*` on the
+    # container's output and connect at once: the listener must be up by then
+    with LeveretProcess() as proc:
+        proc.wait_for(STARTED)
+        listening = proc.wait_for(r".* \[info\] <0\.0\.0> started TCP listener on .*")
+        assert listening.endswith(f"started TCP listener on 127.0.0.1:{proc.port}")
+        assert proc.lines.index(listening) < proc.lines.index(proc.wait_for(STARTED))
+        assert proc.wait_for(STARTED).endswith("Server startup complete; 0 plugins started.")
+        conn = pika.BlockingConnection(
+            pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{proc.port}/"))
+        ch = conn.channel()
+        ch.queue_declare("ready")
+        ch.basic_publish("", "ready", b"hello")
+        assert ch.basic_get("ready", auto_ack=True)[2] == b"hello"
+        conn.close()
+
+
+def test_port_0_listens_on_a_free_port_and_says_which():
+    with LeveretProcess(port=0) as proc:
+        line = proc.wait_for(r".*started TCP listener on 127\.0\.0\.1:\d+")
+        proc.started()
+        port = int(line.rsplit(":", 1)[1])
+        assert port != 0
+        pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{port}/")
+                                ).close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -48,8 +63,7 @@ def test_signal_shuts_down_cleanly_with_320(sig):
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
         ch.queue_declare("q2")
     assert info.value.reply_code == 320
-    rest = proc.stdout.read()
-    assert "Traceback" not in rest
+    assert "Traceback" not in proc.output()
 
 
 def test_port_in_use_is_one_line_and_exit_1():
@@ -85,7 +99,7 @@ def test_user_flags_and_log_level():
         conn.close()
     finally:
         stop(proc)
-    assert "DEBUG" in proc.stdout.read()
+    assert "[debug]" in proc.output()
 
 
 def test_asyncio_loop_option():
@@ -115,18 +129,10 @@ def test_answers_amqp_once_it_says_it_listens():
 
 
 def test_default_data_dir_is_per_user_and_printed(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "leveret", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
-    )
-    line = proc.stdout.readline()
-    try:
-        assert f"data {tmp_path / 'leveret'}" in line
+    with LeveretProcess(env={"XDG_DATA_HOME": str(tmp_path)}, in_memory=False) as proc:
+        proc.wait_for(rf".* data dir +: {re.escape(str(tmp_path / 'leveret'))}")
+        proc.started()
         assert (tmp_path / "leveret" / "VERSION").exists()
-    finally:
-        stop(proc)
 
 
 def test_second_broker_on_the_same_data_dir_is_refused(tmp_path):

@@ -1,4 +1,14 @@
-"""``leveret`` / ``python -m leveret``: a thin shell over ``leveret.Broker``."""
+"""``leveret`` / ``python -m leveret``: a thin shell over ``leveret.Broker``.
+
+Settings come from three places, the first that has one winning: the command line, the
+configuration file (``--config`` or ``RABBITMQ_CONFIG_FILE``, RabbitMQ's ``rabbitmq.conf``
+format, see ``config.py``), the environment (``RABBITMQ_NODE_PORT``,
+``RABBITMQ_DEFAULT_USER``/``_PASS``/``_VHOST``, as RabbitMQ's container reads them).
+
+Once every listener is up the log says so in RabbitMQ's words (``started TCP listener on
+...``, ``Server startup complete; N plugins started.``), which is what testcontainers and
+scripts wait for. Every start-up error is one line on stderr and a non-zero exit status.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +17,30 @@ import asyncio
 import errno
 import logging
 import os
+import platform
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from . import __version__
+from .logs import LEVELS
 
 _UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
-          "gb": 1000**3, "gib": 1024**3}
+          "gb": 1000**3, "gib": 1024**3,
+          # rabbitmq.conf's one-letter units are powers of 1024 (rabbitmq.com/docs/memory)
+          "k": 1024, "m": 1024**2, "g": 1024**3}
 
+log = logging.getLogger("leveret")
+
+
+class StartupError(Exception):
+    """Leveret cannot start; the message says why, in one line."""
+
+
+# ---------------------------------------------------------------------- value types
+# Each raises argparse.ArgumentTypeError with what is wrong, so a bad flag is a usage error
+# naming the option and a bad rabbitmq.conf value names the file and line.
 
 def byte_size(text: str) -> int:
     """A number of bytes: ``134217728``, ``128MiB``, ``1.5GB``, ``512 kib`` (as RabbitMQ's
@@ -35,50 +61,285 @@ def byte_size(text: str) -> int:
     return int(value)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    env = os.environ
-    p = argparse.ArgumentParser(
+def _integer(text: str, what: str, low: int, high: int, why: str = "") -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: {what} is {low} to "
+                                         f"{high}{why}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 to 65535 (0: any free port)."""
+    return _integer(text, "a port", 0, 65535)
+
+
+def frame_max_bytes(text: str) -> int:
+    """connection.tune's frame_max: at least 4096 (AMQP 0-9-1's frame-min-size), a long."""
+    return _integer(text, "a frame size", 4096, 2**32 - 1,
+                    " (AMQP 0-9-1 frames are at least 4096 bytes)")
+
+
+def channel_max_count(text: str) -> int:
+    """connection.tune's channel_max: 1 to 65535; 0 means no limit, which is 65535."""
+    return _integer(text, "a channel count", 0, 65535) or 65535
+
+
+def heartbeat_seconds(text: str) -> int:
+    """connection.tune's heartbeat in seconds, 0 (off) to 65535 (a short on the wire)."""
+    return _integer(text, "a heartbeat in seconds", 0, 65535)
+
+
+def log_level_name(text: str) -> str:
+    if text not in LEVELS:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a level: {', '.join(LEVELS)}")
+    return text
+
+
+def log_format_name(text: str) -> str:
+    # rabbitmq.conf says "plaintext" where --log-format says "text"
+    name = {"plaintext": "text"}.get(text, text)
+    if name not in ("text", "json"):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a log format: text or json")
+    return name
+
+
+# ---------------------------------------------------------------------- arguments
+
+DEFAULTS: dict[str, Any] = {
+    "host": "0.0.0.0",
+    "port": 5672,
+    "user": "guest",
+    "password": "guest",
+    "vhost": "/",
+    "heartbeat": 60,
+    "frame_max": 131072,
+    "channel_max": 2047,
+    "memory_high_watermark": 0,
+    "memory_budget": 128 * 1024 * 1024,
+    "log_level": "info",
+    "log_format": "text",
+    "loop": "uvloop",
+}
+
+# the environment RabbitMQ's container reads, by the option it fills
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "port": ("RABBITMQ_NODE_PORT", port_number),
+    "user": ("RABBITMQ_DEFAULT_USER", str),
+    "password": ("RABBITMQ_DEFAULT_PASS", str),
+    "vhost": ("RABBITMQ_DEFAULT_VHOST", str),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # one line, not argparse's usage block: "leveret: error: argument --port: ..."
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``leveret`` command line. Options have no argparse defaults: an option left out
+    falls back to the configuration file, the environment, then ``DEFAULTS``."""
+    p = _Parser(
         prog="leveret",
-        description="Leveret: an AMQP 0-9-1 broker, a drop-in RabbitMQ for development.",
+        description="Leveret: an AMQP 0-9-1 broker, a drop-in RabbitMQ for development. "
+                    "Settings: command line, then the --config file, then the environment.",
     )
-    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=5672, help="port to listen on (default 5672)")
-    p.add_argument("--user", default=env.get("RABBITMQ_DEFAULT_USER", "guest"),
-                   help="default user (env RABBITMQ_DEFAULT_USER, default guest)")
-    p.add_argument("--password", default=env.get("RABBITMQ_DEFAULT_PASS", "guest"),
+    p.add_argument("--config", metavar="FILE",
+                   help="a rabbitmq.conf file (env RABBITMQ_CONFIG_FILE)")
+    p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=port_number,
+                   help="port to listen on (env RABBITMQ_NODE_PORT, default 5672)")
+    p.add_argument("--user", help="default user (env RABBITMQ_DEFAULT_USER, default guest)")
+    p.add_argument("--password",
                    help="default user's password (env RABBITMQ_DEFAULT_PASS, default guest)")
-    p.add_argument("--vhost", default=env.get("RABBITMQ_DEFAULT_VHOST", "/"),
-                   help="default virtual host (env RABBITMQ_DEFAULT_VHOST, default /)")
+    p.add_argument("--vhost", help="default virtual host (env RABBITMQ_DEFAULT_VHOST, default /)")
     store = p.add_mutually_exclusive_group()
-    store.add_argument("--data-dir", default=None,
+    store.add_argument("--data-dir",
                        help="where durable definitions and persistent messages are kept "
                             "(default: $XDG_DATA_HOME/leveret or ~/.local/share/leveret)")
-    store.add_argument("--in-memory", action="store_true",
+    store.add_argument("--in-memory", action="store_true", default=None,
                        help="keep nothing on disk: durable entities last until shutdown")
-    p.add_argument("--heartbeat", type=int, default=60, help="heartbeat proposed to clients (s)")
-    p.add_argument("--frame-max", type=int, default=131072, help="largest frame (bytes)")
-    p.add_argument("--channel-max", type=int, default=2047, help="most channels per connection")
-    p.add_argument("--memory-high-watermark", type=byte_size, default=0,
+    p.add_argument("--heartbeat", type=heartbeat_seconds,
+                   help="heartbeat proposed to clients, seconds (default 60)")
+    p.add_argument("--frame-max", type=frame_max_bytes,
+                   help="largest frame, bytes, at least 4096 (default 131072)")
+    p.add_argument("--channel-max", type=channel_max_count,
+                   help="most channels per connection (default 2047)")
+    p.add_argument("--memory-high-watermark", type=byte_size,
                    help="block publishers above this many bytes of queued messages, e.g. 512MiB "
                         "(0 = off)")
-    p.add_argument("--memory-budget", type=byte_size, default=128 * 1024 * 1024,
+    p.add_argument("--memory-budget", type=byte_size,
                    help="with a data dir: bytes of durable queues' messages kept in memory; the "
                         "rest waits on disk and is read back in turn (default 128 MiB)")
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error", "critical"])
-    p.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"],
+    p.add_argument("--log-level", type=log_level_name, metavar="LEVEL",
+                   help="debug, info (default), warning, error, critical, none")
+    p.add_argument("--log-format", type=log_format_name, metavar="FORMAT",
+                   help="text (RabbitMQ's console format, default) or json (one object a line)")
+    p.add_argument("--loop", choices=["uvloop", "asyncio"],
                    help="event loop (asyncio for debugging)")
     p.add_argument("--version", action="version", version=f"leveret {__version__}")
-    return p.parse_args(argv)
+    return p
 
+
+def parse_args(argv: list[str] | None = None,
+               env: dict[str, str] | os._Environ[str] | None = None) -> argparse.Namespace:
+    """The settings to start with: the command line over the configuration file over the
+    environment over ``DEFAULTS``. ``config_warnings`` lists what the file had that was
+    ignored. A usage error exits (status 2); a bad file raises ``StartupError``."""
+    from . import config
+
+    env = os.environ if env is None else env
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    dests = {a.dest for a in parser._actions} | {"listener"}
+
+    from_env: dict[str, Any] = {}
+    for dest, (name, convert) in ENVIRONMENT.items():
+        if env.get(name):
+            try:
+                from_env[dest] = convert(env[name])
+            except argparse.ArgumentTypeError as exc:
+                raise StartupError(f"{name}: {exc}") from None
+
+    path = config.config_path(given.get("config"), env)
+    from_file: dict[str, Any] = {}
+    warnings: list[str] = []
+    if path:
+        try:
+            conf = config.read(path, dests)
+        except config.ConfigError as exc:
+            raise StartupError(str(exc)) from None
+        from_file, warnings = dict(conf.values), conf.warnings
+        host, port = from_file.pop("listener", (None, None))
+        if host is not None:
+            from_file["host"] = host
+        if port is not None:
+            from_file["port"] = port
+
+    merged = {**DEFAULTS, **from_env, **from_file, **given}
+    merged["config"] = path
+    merged["config_warnings"] = warnings
+    merged.setdefault("data_dir", None)
+    merged["in_memory"] = bool(merged.get("in_memory"))
+    return argparse.Namespace(**merged)
+
+
+# ---------------------------------------------------------------------- start-up checks
+
+def check_data_dir(path: str, explicit: bool) -> None:
+    """Raise ``StartupError`` saying why ``path`` cannot be the data directory. The default
+    directory is created with its parents; a ``--data-dir`` is created, but not its parent
+    (a typo should not grow a tree of directories)."""
+    shown = f"--data-dir {path}" if explicit else f"data directory {path}"
+    if os.path.isdir(path):
+        probe = os.path.join(path, f".leveret-write-test-{os.getpid()}")
+        try:
+            with open(probe, "w"):
+                pass
+            os.unlink(probe)
+        except OSError as exc:
+            raise StartupError(f"{shown} is not writable: {exc.strerror}") from None
+        return
+    if os.path.exists(path):
+        raise StartupError(f"{shown} is a file, not a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    if explicit and not os.path.isdir(parent):
+        what = "is a file, not a directory" if os.path.exists(parent) else "does not exist"
+        raise StartupError(f"cannot create {shown}: its parent {parent} {what}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"cannot create {shown}: {exc.strerror}") from None
+
+
+# ---------------------------------------------------------------------- start-up lines
+
+def _mib(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB ({n} bytes)"
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def log_banner(args: argparse.Namespace, data_dir: str | None) -> None:
+    """RabbitMQ's opening lines, with Leveret's facts."""
+    from .settings import node_name
+
+    loop = args.loop if args.loop != "uvloop" or _have_uvloop() else "asyncio"
+    log.info("\n Starting Leveret %s on Python %s (%s)", __version__,
+             platform.python_version(), loop)
+    log.info(" node           : %s\n config file(s) : %s\n data dir       : %s", node_name(),
+             args.config or "(none)", data_dir or "(none: in memory)")
+    for warning in args.config_warnings:
+        log.warning("%s", warning)
+
+
+def _have_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def log_started(broker: Any) -> None:
+    """The lines RabbitMQ logs once it listens: each listener, the memory watermark, and
+    ``Server startup complete; N plugins started.`` with the list (rabbit.erl)."""
+    server = broker._server
+    watermark = broker.settings.memory_high_watermark
+    if watermark:
+        total = _total_memory()
+        log.info("Memory high watermark set to %s%s", _mib(watermark),
+                 f" of {_mib(total)} total" if total else "")
+    plugins: list[str] = []
+    for listener in server.listeners:
+        if listener.protocol == "amqp":
+            log.info("started TCP listener on %s", _address(listener.host, listener.port))
+        elif listener.protocol == "amqp/ssl":
+            log.info("started TLS (SSL) listener on %s", _address(listener.host, listener.port))
+        elif listener.protocol in ("http", "https"):
+            kind = "HTTP (non-TLS)" if listener.protocol == "http" else "HTTPS"
+            log.info("Management plugin: %s listener started on port %d", kind, listener.port)
+        elif listener.protocol in ("http/prometheus", "https/prometheus"):
+            kind = "HTTP (non-TLS)" if listener.protocol.startswith("http/") else "HTTPS"
+            log.info("Prometheus metrics: %s listener started on port %d", kind, listener.port)
+        plugins += [p for p in listener.plugins if p not in plugins]
+    log.info("Server startup complete; %d plugins started.%s", len(plugins),
+             "".join(f"\n * {p}" for p in plugins))
+
+
+def _total_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+# ---------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    log = logging.getLogger("leveret")
+    try:
+        args = parse_args(argv)
+    except StartupError as exc:
+        print(f"leveret: {exc}", file=sys.stderr)
+        return 1
+    from . import logs
+
+    logs.configure(args.log_level, args.log_format)
+    try:
+        return _run(args)
+    except StartupError as exc:
+        print(f"leveret: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     from .broker import Broker, _new_loop
 
     data_dir = None
@@ -86,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         from .store import default_data_dir
 
         data_dir = args.data_dir or default_data_dir()
+        check_data_dir(data_dir, explicit=bool(args.data_dir))
+    log_banner(args, data_dir)
     broker = Broker(
         args.host,
         args.port,
@@ -104,41 +367,50 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.set_event_loop(loop)
 
     async def run() -> int:
-        store_errors: tuple[type[Exception], ...] = ()
-        if data_dir:  # --in-memory never loads the store
-            from .store import StoreError
-
-            store_errors = (StoreError,)
-        try:
-            await broker.start()
-        except store_errors as exc:
-            print(f"leveret: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                print(f"leveret: cannot listen on {args.host}:{args.port}: address already in use",
-                      file=sys.stderr)
-            else:
-                print(f"leveret: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
-                      file=sys.stderr)
-            return 1
+        await _start(broker, args)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        log.info("Leveret %s listening on %s:%d (vhost %r, user %r, data %s)", __version__,
-                 args.host, broker.port, args.vhost, args.user, data_dir or "in memory")
+        log_started(broker)
         await stop.wait()
-        log.info("shutting down")
+        log.info("Leveret is asked to stop...")
         await broker.stop()
+        log.info("Successfully stopped Leveret")
         return 0
 
     try:
         return loop.run_until_complete(run())
     finally:
         loop.close()
+
+
+async def _start(broker: Any, args: argparse.Namespace) -> None:
+    """``broker.start()``, its failures turned into one-line ``StartupError`` s."""
+    store_errors: tuple[type[Exception], ...] = ()
+    if broker.settings.data_dir:  # --in-memory never loads the store
+        from .store import StoreError
+
+        store_errors = (StoreError,)
+    try:
+        await broker.start()
+    except store_errors as exc:
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"cannot listen on {where}: address already in use") from None
+        if exc.errno == errno.EACCES and exc.filename is None:
+            raise StartupError(f"cannot listen on {where}: permission denied (ports below "
+                               "1024 need privileges)") from None
+        if exc.filename is not None:  # from the data directory
+            raise StartupError(f"data directory: {exc.strerror}: {exc.filename}") from None
+        raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    except Exception as exc:  # anything else: still one line, the traceback at debug level
+        log.debug("start-up failed", exc_info=True)
+        raise StartupError(f"cannot start: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands as spec
+from pamqp.commands import INDEX_MAPPING
 
 from . import __version__, frames
 from .channel import Channel
@@ -26,6 +27,7 @@ from .errors import (
     INTERNAL_ERROR,
     NOT_ALLOWED,
     PRECONDITION_FAILED,
+    REPLY_NAMES,
     UNEXPECTED_FRAME,
     AMQPError,
     ChannelError,
@@ -44,6 +46,7 @@ from .frames import (
     EV_REJECT,
     FrameError,
 )
+from .logs import pid_of
 
 if TYPE_CHECKING:
     from pamqp.common import FieldTable
@@ -59,6 +62,8 @@ _READ_CHUNK = 65536
 
 # connection states
 _AWAIT_HEADER, _AWAIT_START_OK, _AWAIT_TUNE_OK, _AWAIT_OPEN, _OPEN, _CLOSING, _CLOSED = range(7)
+# RabbitMQ's names for them, as its log lines say "state: running"
+_STATE_NAMES = ("pre_init", "starting", "tuning", "opening", "running", "closing", "closed")
 
 SERVER_CAPABILITIES: FieldTable = {
     "publisher_confirms": True,
@@ -100,6 +105,11 @@ class Connection(asyncio.BufferedProtocol):
         self.client_properties: dict[str, Any] = {}
         self.exclusive_queues: set[str] = set()
         self.peer = ""
+        self.local = ""
+        self.number = server.connection_number()
+        self.pid = pid_of(self.number)  # its "<0.N.0>" in log lines
+        self._accepted_logged = False
+        self._close_logged = False
         self.last_read = time.monotonic()
         self._wrote_since_tick = False
         self._heartbeat_handle: asyncio.TimerHandle | None = None
@@ -113,13 +123,78 @@ class Connection(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        local = transport.get_extra_info("sockname")
+        self.local = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else str(local)
         self.server.connections.add(self)
         # a client that never finishes the handshake is dropped (RabbitMQ: handshake_timeout 10s)
         self._handshake_timer = self.loop.call_later(
             self.settings.handshake_timeout, self._handshake_timeout
         )
 
+    # ------------------------------------------------------------------ naming and logging
+
+    @property
+    def name(self) -> str:
+        """RabbitMQ's name for a connection: ``"127.0.0.1:35372 -> 127.0.0.1:5672"``."""
+        return f"{self.peer} -> {self.local}"
+
+    @property
+    def client_provided_name(self) -> str | None:
+        """The ``connection_name`` client property, if the client gave one."""
+        name = self.client_properties.get("connection_name")
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        return name if isinstance(name, str) else None
+
+    @property
+    def log_name(self) -> str:
+        """The name RabbitMQ logs: with `` - <client-provided name>`` once it is known."""
+        provided = self.client_provided_name
+        return self.name if provided is None else f"{self.name} - {provided}"
+
+    def _log_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"pid": self.pid, "connection": self.name}
+        if self.user:
+            fields["user"] = self.user
+        if self.vhost is not None:
+            fields["vhost"] = self.vhost.name
+        if self.client_provided_name is not None:
+            fields["connection_name"] = self.client_provided_name
+        return fields
+
+    def _log_ids(self, with_name: bool = True) -> str:
+        """``name, vhost: '/', user: 'guest'`` as RabbitMQ writes it in its log lines (vhost
+        'none' for a user whose connection.open failed)."""
+        text = self.log_name if with_name else self.name
+        if self.user:
+            vhost = self.vhost.name if self.vhost is not None else "none"
+            text += f", vhost: '{vhost}', user: '{self.user}'"
+        return text
+
+    def _log_closing(self) -> None:
+        if not self._close_logged:
+            self._close_logged = True
+            log.info("closing AMQP connection %s (%s)", self.pid, self._log_ids(),
+                     extra=self._log_fields())
+
+    def _log_accepted(self, level: int = logging.INFO) -> None:
+        # RabbitMQ logs a connection once its first bytes arrive: a TCP health check that
+        # connects and closes without a word stays out of the log (at debug level)
+        if not self._accepted_logged:
+            self._accepted_logged = True
+            log.log(level, "accepting AMQP connection %s (%s)", self.pid, self.name,
+                    extra=self._log_fields())
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._accepted_logged:
+            self._log_accepted(logging.DEBUG)
+        elif self.state < _CLOSING:
+            # RabbitMQ: warning, "client unexpectedly closed TCP connection"
+            log.warning("closing AMQP connection %s (%s):\n"
+                        "client unexpectedly closed TCP connection",
+                        self.pid, self._log_ids(), extra=self._log_fields())
+        else:
+            self._log_closing()  # after an error we sent, or a close either side began
         self.state = _CLOSED
         self.writable = False  # requeued messages must not be handed to our other channels
         self.server.connections.discard(self)
@@ -169,6 +244,7 @@ class Connection(asyncio.BufferedProtocol):
         self.last_read = time.monotonic()
         try:
             if self.state == _AWAIT_HEADER:
+                self._log_accepted()
                 if not self._read_protocol_header():
                     return
             events, self.start = frames.split_frames(self.buf, self.start, self.end, self.frame_max)
@@ -177,11 +253,13 @@ class Connection(asyncio.BufferedProtocol):
             if self.start == self.end:
                 self.start = self.end = 0
         except ConnectionError_ as exc:
-            self.close_with_error(exc.code, exc.text)
+            self.close_with_error(exc.code, exc.text, getattr(exc, "method", "none"),
+                                  getattr(exc, "channel", 0))
         except FrameError as exc:
             self.close_with_error(exc.reply_code, exc.text)
         except Exception:  # never let one client's bad input take the server down
-            log.exception("internal error on connection %s", self.peer)
+            log.exception("internal error on AMQP connection %s (%s)", self.pid,
+                          self._log_ids(), extra=self._log_fields())
             self.close_with_error(INTERNAL_ERROR, "internal error")
 
     def eof_received(self) -> bool | None:
@@ -257,18 +335,27 @@ class Connection(asyncio.BufferedProtocol):
 
     def _handshake_timeout(self) -> None:
         if self.state < _OPEN and self.transport is not None:
-            log.warning("closing %s: handshake not finished in time", self.peer)
+            stage = "handshake" if self.state == _AWAIT_HEADER else "frame_header"
+            self._log_accepted()
+            log.error("closing AMQP connection %s (%s):\n{handshake_timeout,%s}", self.pid,
+                      self.log_name, stage, extra=self._log_fields())
+            self.state, self._close_logged = _CLOSED, True
             self.transport.abort()
 
     def _on_start_ok(self, m: spec.Connection.StartOk) -> None:
         self.client_properties = m.client_properties or {}
+        if self.client_provided_name is not None:
+            log.info("connection %s (%s) has a client-provided name: %s", self.pid, self.name,
+                     self.client_provided_name, extra=self._log_fields())
         user, password = self._credentials(m.mechanism, m.response)
         if user is None or self.server.access.authenticate(user, password or "") is None:
             text = (f"Login was refused using authentication mechanism {m.mechanism}. "
                     "For details see the broker logfile.")
-            log.warning("%s: authentication failed for user %r", self.peer, user)
+            log.error("Error on AMQP connection %s (%s, state: starting):\n"
+                      "%s login refused: user '%s' - invalid credentials", self.pid,
+                      self.log_name, m.mechanism, user or "", extra=self._log_fields())
             if self.client_capability("authentication_failure_close"):
-                self.close_with_error(ACCESS_REFUSED, text)
+                self.close_with_error(ACCESS_REFUSED, text, None)
             else:
                 self._abort_later()
             return
@@ -321,6 +408,9 @@ class Connection(asyncio.BufferedProtocol):
         self.channel_max = channel_max
         self.heartbeat = m.heartbeat
         self.state = _AWAIT_OPEN
+        log.debug("connection %s (%s): tuned frame_max %d, channel_max %d, heartbeat %d s",
+                  self.pid, self.log_name, frame_max, channel_max, m.heartbeat,
+                  extra=self._log_fields())
         if self.heartbeat:
             self._heartbeat_handle = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
 
@@ -338,6 +428,8 @@ class Connection(asyncio.BufferedProtocol):
             self._handshake_timer.cancel()
             self._handshake_timer = None
         self.send_method(0, spec.Connection.OpenOk())
+        log.info("connection %s (%s): user '%s' authenticated and granted access to vhost '%s'",
+                 self.pid, self.log_name, self.user, vhost.name, extra=self._log_fields())
         self.server.connection_opened(self)
 
     def client_capability(self, name: str) -> bool:
@@ -366,9 +458,10 @@ class Connection(asyncio.BufferedProtocol):
             self.last_read = now
         if now - self.last_read > 2 * self.heartbeat:
             # two missed intervals: the peer is gone (rabbitmq.com/docs/heartbeats)
-            log.warning("closing %s: missed heartbeats from client, timeout: %ss",
-                        self.peer, self.heartbeat)
-            self.state = _CLOSED
+            log.error("closing AMQP connection %s (%s):\n"
+                      "missed heartbeats from client, timeout: %ss", self.pid, self.log_name,
+                      self.heartbeat, extra=self._log_fields())
+            self.state, self._close_logged = _CLOSED, True
             self.transport.abort()
             return
         if not self._wrote_since_tick:
@@ -391,7 +484,7 @@ class Connection(asyncio.BufferedProtocol):
             if kind == EV_HEARTBEAT:
                 continue
             if kind == EV_ERROR:
-                self.close_with_error(ev[2], ev[3])
+                self.close_with_error(ev[2], ev[3], "none", ch_id)
                 return
             ch = channels.get(ch_id)
             if ch is None or ch.closing:
@@ -430,8 +523,14 @@ class Connection(asyncio.BufferedProtocol):
                     self._channel_method(ch, ev)
             except ChannelError as exc:
                 if exc.code in HARD_ERRORS:
-                    raise ConnectionError_(exc.code, exc.text) from None
+                    hard = ConnectionError_(exc.code, exc.text)
+                    hard.method, hard.channel = _method_name(ev), ch_id  # type: ignore[attr-defined]
+                    raise hard from None
                 self._close_channel(ch, exc, ev)
+            except ConnectionError_ as exc:
+                if not hasattr(exc, "method"):  # for the log line
+                    exc.method, exc.channel = _method_name(ev), ch_id  # type: ignore[attr-defined]
+                raise
         return
 
     def _channel_method(self, ch: Channel, ev: tuple) -> None:
@@ -454,6 +553,11 @@ class Connection(asyncio.BufferedProtocol):
 
     def _close_channel(self, ch: Channel, exc: AMQPError, ev: tuple) -> None:
         class_id, method_id = _method_ids(ev)
+        log.error("Channel error on connection %s (%s), channel %d:\n"
+                  "operation %s caused a channel exception %s: %s", self.pid,
+                  self._log_ids(with_name=False), ch.id, _method_name(ev),
+                  REPLY_NAMES.get(exc.code, str(exc.code)).lower(), exc.text,
+                  extra={**self._log_fields(), "channel": ch.id, "code": exc.code})
         ch.closing = True
         ch.release()
         self.send_method(ch.id, spec.Channel.Close(
@@ -485,6 +589,7 @@ class Connection(asyncio.BufferedProtocol):
             self.state = _CLOSED
             return
         if isinstance(method, spec.Connection.Close):
+            self._log_closing()
             self.send_method(0, spec.Connection.CloseOk())
             self._flush()
             self.state = _CLOSED
@@ -512,11 +617,15 @@ class Connection(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------ closing
 
-    def close_with_error(self, code: int, text: str) -> None:
-        """Send connection.close with ``code`` and stop handling anything but close-ok."""
+    def close_with_error(self, code: int, text: str, method: str | None = "none",
+                         channel: int = 0) -> None:
+        """Send connection.close with ``code`` and stop handling anything but close-ok;
+        ``method`` (``"basic.publish"``) and ``channel`` say what caused it, for the log
+        (method None: the caller logged it already)."""
         if self.state >= _CLOSING or self.transport is None:
             return
-        log.info("closing %s: %s", self.peer, reply_text(code, text))
+        if method is not None:
+            self._log_hard_error(code, text, method, channel)
         if self.state == _AWAIT_HEADER:
             self.transport.close()
             return
@@ -530,6 +639,20 @@ class Connection(asyncio.BufferedProtocol):
         self._flush()
         # wait briefly for close-ok, then drop the socket (AMQP 0-9-1 section 2.2.4)
         self.loop.call_later(self.settings.close_timeout, self._abort_if_open)
+
+    def _log_hard_error(self, code: int, text: str, method: str, channel: int) -> None:
+        # RabbitMQ's wording (rabbit_reader): a vhost or permission refused at connection.open
+        # is logged with the user and the reason only; other errors name the operation
+        state = _STATE_NAMES[self.state]
+        fields = {**self._log_fields(), "code": code}
+        if self.state == _AWAIT_OPEN and code == NOT_ALLOWED:
+            log.error("Error on AMQP connection %s (%s, user: '%s', state: %s):\n%s", self.pid,
+                      self.log_name, self.user, state, text, extra=fields)
+            return
+        log.error("Error on AMQP connection %s (%s, state: %s), channel %d:\n"
+                  " operation %s caused a connection exception %s: \"%s\"", self.pid,
+                  self._log_ids(), state, channel, method,
+                  REPLY_NAMES.get(code, str(code)).lower(), text, extra=fields)
 
     def _abort_later(self) -> None:
         self.state = _CLOSING
@@ -561,6 +684,13 @@ class Connection(asyncio.BufferedProtocol):
 
     def force_close(self, text: str = "broker forced connection closure with reason 'shutdown'"):
         self.close_with_error(CONNECTION_FORCED, text)
+
+
+def _method_name(ev: tuple) -> str:
+    """``basic.publish``: the method an event belongs to, as RabbitMQ's log names it."""
+    class_id, method_id = _method_ids(ev)
+    method: Any = INDEX_MAPPING.get(class_id << 16 | method_id)
+    return method.name.lower() if method is not None else "none"
 
 
 def _method_ids(ev: tuple) -> tuple[int, int]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .auth import Access
@@ -19,6 +21,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("leveret.server")
 
 
+@dataclass(frozen=True)
+class Listener:
+    """A socket the broker listens on, as the start-up lines and ``leveret-ctl status`` name it.
+
+    ``protocol`` is RabbitMQ's name for it (``amqp``, ``amqp/ssl``, ``http``, ``https``,
+    ``http/prometheus``); ``plugins`` are the RabbitMQ plugins whose job it does, counted in
+    "Server startup complete; N plugins started." (the management API serves what
+    ``rabbitmq_management``, ``rabbitmq_management_agent`` and ``rabbitmq_web_dispatch`` do).
+    """
+
+    protocol: str
+    host: str
+    port: int
+    plugins: tuple[str, ...] = ()
+
+
 class Server:
     """One broker's state and its TCP listener, living on one event loop."""
 
@@ -30,6 +48,8 @@ class Server:
         self.connections: set[Connection] = set()
         self.memory = MemoryMonitor(settings.memory_high_watermark)
         self._listener: asyncio.base_events.Server | None = None
+        self.listeners: list[Listener] = []  # every socket listening, AMQP first
+        self._connection_numbers = itertools.count(1)
         # users, vhost records, permissions; the server follows its changes (access_changed)
         self.access = Access()
         self.access.subscribe(self)
@@ -91,11 +111,15 @@ class Server:
 
     # ------------------------------------------------------------------ connections
 
+    def connection_number(self) -> int:
+        """A number for a new connection, unique in this broker (its ``<0.N.0>`` in logs)."""
+        return next(self._connection_numbers)
+
     def connection_opened(self, conn: Connection) -> None:
-        log.debug("connection %s opened vhost %r as %r", conn.peer, conn.vhost, conn.user)
+        pass
 
     def connection_gone(self, conn: Connection) -> None:
-        log.debug("connection %s closed", conn.peer)
+        pass
 
     # ------------------------------------------------------------------ listening
 
@@ -122,6 +146,7 @@ class Server:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+        self.listeners[:0] = [Listener("amqp", host, port) for host, port in self.addresses]
 
     @property
     def port(self) -> int:
@@ -153,6 +178,7 @@ class Server:
         if self._listener is not None:
             await self._listener.wait_closed()
             self._listener = None
+        self.listeners = [x for x in self.listeners if x.protocol != "amqp"]
         if self.store is not None:
             self.store.close()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
+from functools import cache
 
 
 @dataclass
@@ -34,3 +36,9 @@ class Settings:
     # properties plus ~320 a message); past it they wait on disk and are read back in turn
     memory_budget: int = 128 * 1024 * 1024
     loop: str = "uvloop"
+
+
+@cache
+def node_name() -> str:
+    """``leveret@<host>``: the node name logs and tools show (RabbitMQ's is ``rabbit@<host>``)."""
+    return f"leveret@{socket.gethostname().split('.')[0] or 'localhost'}"

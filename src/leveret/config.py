@@ -1,0 +1,178 @@
+"""``rabbitmq.conf``: RabbitMQ's configuration file format, for the keys Leveret understands.
+
+The format (rabbitmq.com/docs/configure#config-file) is sysctl-like: one ``key = value`` a
+line, ``#`` starts a comment (to the end of the line, as RabbitMQ's cuttlefish reads it), blank
+lines are ignored, keys are dotted words. Each key below maps onto one ``leveret`` command-line
+option (its argparse ``dest``), so the file, the command line and the environment fill the same
+settings; ``cli.py`` layers them (command line over file over environment).
+
+A key RabbitMQ knows but Leveret does not act on is warned about once and ignored, so a
+``rabbitmq.conf`` written for RabbitMQ starts Leveret too; a line that is not ``key = value``,
+or a value a key cannot take, is an error naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# a value converter: the text after "=" -> the option's value; raises ValueError or
+# argparse.ArgumentTypeError with a message saying what is wrong
+Convert = Callable[[str], Any]
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be read or holds a line Leveret cannot take."""
+
+
+@dataclass(frozen=True)
+class ConfKey:
+    """One ``rabbitmq.conf`` key (``*`` matches one dotted word) and the option it sets."""
+
+    pattern: str
+    dest: str  # the leveret option's argparse dest (``--frame-max`` -> ``frame_max``)
+    convert: Convert
+    # several keys may feed one option that takes a list or mapping: merge(old, key, value)
+    merge: Callable[[Any, str, Any], Any] | None = None
+
+    def matches(self, key: str) -> bool:
+        want, got = self.pattern.split("."), key.split(".")
+        return len(want) == len(got) and all(w in ("*", g) for w, g in zip(want, got))
+
+
+@dataclass
+class ConfigFile:
+    """What a configuration file says: option values by dest, and what was ignored."""
+
+    path: str
+    values: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- value converters
+
+def boolean(text: str) -> bool:
+    """``true`` / ``false`` as cuttlefish spells them."""
+    if text in ("true", "false"):
+        return text == "true"
+    raise ValueError(f"'{text}' is not true or false")
+
+
+def listener(text: str) -> tuple[str | None, int]:
+    """``5672``, ``127.0.0.1:5672``, ``::1:5672`` or ``[::1]:5672`` -> (host or None, port)."""
+    from .cli import port_number
+
+    if ":" not in text:
+        return None, port_number(text)
+    host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ValueError(f"'{text}' is not a port or host:port")
+    return host, port_number(port)
+
+
+def text_value(text: str) -> str:
+    return text
+
+
+def _merge_listener(old: Any, key: str, value: Any) -> Any:
+    if old is not None and old != value:
+        # one AMQP listener: RabbitMQ's several listeners.tcp.NAME would each be a socket
+        raise ValueError("Leveret listens on one address: set one listeners.tcp.* key")
+    return value
+
+
+def _merge_mapping(old: Any, key: str, value: Any) -> Any:
+    merged = dict(old or {})
+    merged[key.rsplit(".", 1)[1]] = value
+    return merged
+
+
+# ---------------------------------------------------------------------- the keys
+
+def _keys() -> list[ConfKey]:
+    from . import cli
+
+    return [
+        ConfKey("listeners.tcp.*", "listener", listener, _merge_listener),
+        ConfKey("default_user", "user", text_value),
+        ConfKey("default_pass", "password", text_value),
+        ConfKey("default_vhost", "vhost", text_value),
+        ConfKey("heartbeat", "heartbeat", cli.heartbeat_seconds),
+        ConfKey("frame_max", "frame_max", cli.frame_max_bytes),
+        ConfKey("channel_max", "channel_max", cli.channel_max_count),
+        ConfKey("vm_memory_high_watermark.absolute", "memory_high_watermark", cli.byte_size),
+        ConfKey("log.console.level", "log_level", cli.log_level_name),
+        ConfKey("log.console.formatter", "log_format", cli.log_format_name),
+    ]
+
+
+# keys RabbitMQ accepts that have no meaning for Leveret and need no warning: where the log
+# goes is the console, always
+_SILENT = {"log.console", "log.file", "log.file.level", "log.console.formatter.json.field_map"}
+
+_KEY = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+|\.\\\.)*")
+
+
+def read(path: str, known_dests: set[str]) -> ConfigFile:
+    """Read ``path``; keys whose option is not in ``known_dests`` are warned about."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"configuration file {path} is a directory") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    if path.endswith(".config"):
+        raise ConfigError(f"{path}: the classic (Erlang term) format is not supported; "
+                          "use the rabbitmq.conf (key = value) format")
+    config = ConfigFile(path)
+    keys = _keys()
+    warned: set[str] = set()
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, eq, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not _KEY.fullmatch(key):
+            raise ConfigError(f"{path}, line {number}: expected 'key = value', "
+                              f"got '{raw.strip()}'")
+        if not value:
+            raise ConfigError(f"{path}, line {number}: {key} has no value")
+        spec = next((k for k in keys if k.matches(key)), None)
+        if spec is None or spec.dest not in known_dests:
+            if key not in _SILENT and key not in warned:
+                warned.add(key)
+                why = "unknown key" if spec is None else "not supported by Leveret"
+                config.warnings.append(f"{path}, line {number}: {why} '{key}' ignored")
+            continue
+        try:
+            converted = spec.convert(value)
+            if spec.merge is not None:
+                converted = spec.merge(config.values.get(spec.dest), key, converted)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            raise ConfigError(f"{path}, line {number}: {key}: {exc}") from None
+        config.values[spec.dest] = converted
+    return config
+
+
+def config_path(given: str | None, env: dict[str, str] | os._Environ[str]) -> str | None:
+    """``--config``, else ``RABBITMQ_CONFIG_FILE`` (which RabbitMQ lets omit ``.conf``)."""
+    if given:
+        return given
+    path = env.get("RABBITMQ_CONFIG_FILE")
+    if not path:
+        return None
+    if not os.path.exists(path) and os.path.exists(path + ".conf"):
+        return path + ".conf"
+    return path

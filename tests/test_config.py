@@ -1,0 +1,196 @@
+"""`leveret --config FILE` / RABBITMQ_CONFIG_FILE: RabbitMQ's rabbitmq.conf format, every key
+Leveret takes, what it ignores (a warning), what it refuses (file and line), and precedence:
+command line over file over environment."""
+
+from __future__ import annotations
+
+import pika
+import pika.exceptions
+import pytest
+
+from _proc import LeveretProcess, run_leveret
+from conftest import free_port
+
+
+def write_conf(tmp_path, text: str, name: str = "rabbitmq.conf") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def tuned(url: str) -> tuple[int, int, int]:
+    """(frame_max, channel_max, heartbeat) as pika negotiated them (it takes the server's
+    proposal when it asks for nothing itself)."""
+    params = pika.URLParameters(url)
+    params.frame_max = 131072  # pika keeps the smaller of its own and the server's
+    params.channel_max = 65535
+    params.heartbeat = lambda _conn, server_value: server_value
+    conn = pika.BlockingConnection(params)
+    try:
+        p = conn._impl.params
+        return p.frame_max, p.channel_max, p.heartbeat
+    finally:
+        conn.close()
+
+
+def test_every_key_leveret_reads(tmp_path):
+    port = free_port()
+    conf = write_conf(tmp_path, f"""
+# a rabbitmq.conf as people write them for development
+listeners.tcp.default = 127.0.0.1:{port}
+default_user = app          # trailing comments are comments
+default_pass = s3cret
+default_vhost = dev
+heartbeat = 30
+frame_max = 65536
+channel_max = 100
+vm_memory_high_watermark.absolute = 512MiB
+log.console.level = debug
+log.console.formatter = plaintext
+""")
+    with LeveretProcess("--config", conf, port=None, host=None) as proc:
+        proc.started()
+        assert proc.wait_for(r".*started TCP listener on .*").endswith(f"127.0.0.1:{port}")
+        proc.wait_for(rf".* config file\(s\) : {conf}")
+        proc.wait_for(r".*Memory high watermark set to 512 MiB \(536870912 bytes\).*")
+        url = f"amqp://app:s3cret@127.0.0.1:{port}/dev"
+        assert tuned(url) == (65536, 100, 30)
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{port}/"))
+        proc.wait_for(r".*\[debug\] .*tuned frame_max 65536, channel_max 100, heartbeat 30 s")
+
+
+def test_listener_as_a_bare_port_and_json_logs(tmp_path):
+    port = free_port()
+    conf = write_conf(tmp_path, f"listeners.tcp.default = {port}\n"
+                                "log.console.formatter = json\n")
+    with LeveretProcess("--config", conf, port=None, host=None) as proc:
+        line = proc.wait_for(r'\{.*"msg": "started TCP listener on 0\.0\.0\.0:\d+".*')
+        assert line.endswith(f'0.0.0.0:{port}", "pid": "<0.0.0>", "logger": "leveret"}}')
+        proc.started()
+        pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{port}/")
+                                ).close()
+
+
+def test_log_level_from_the_file_hides_info(tmp_path):
+    conf = write_conf(tmp_path, "log.console.level = warning\nno.such.key = 1\n")
+    with LeveretProcess("--config", conf) as proc:
+        proc.wait_for(rf".*\[warning\] <0\.0\.0> {tmp_path}/rabbitmq\.conf, line 2: unknown "
+                      r"key 'no\.such\.key' ignored")
+    assert not any("[info]" in line for line in proc.lines)
+
+
+def test_unknown_keys_are_warned_about_once_and_not_fatal(tmp_path):
+    conf = write_conf(tmp_path, """
+cluster_formation.peer_discovery_backend = classic_config
+totally.made.up = yes
+totally.made.up = again
+log.file = false
+""")
+    with LeveretProcess("--config", conf) as proc:
+        proc.started()
+    warnings = [line for line in proc.lines if "[warning]" in line]
+    assert [w.split("> ", 1)[1] for w in warnings] == [
+        f"{conf}, line 2: unknown key 'cluster_formation.peer_discovery_backend' ignored",
+        f"{conf}, line 3: unknown key 'totally.made.up' ignored",
+    ]
+
+
+def test_rabbitmq_config_file_environment_variable(tmp_path):
+    conf = write_conf(tmp_path, "default_vhost = from-env-file\n")
+    with LeveretProcess(env={"RABBITMQ_CONFIG_FILE": conf}) as proc:
+        proc.started()
+        pika.BlockingConnection(pika.URLParameters(
+            f"amqp://guest:guest@127.0.0.1:{proc.port}/from-env-file")).close()
+
+
+def test_rabbitmq_config_file_without_its_extension(tmp_path):
+    # RabbitMQ lets RABBITMQ_CONFIG_FILE name the file without ".conf"
+    write_conf(tmp_path, "default_vhost = no-extension\n")
+    with LeveretProcess(env={"RABBITMQ_CONFIG_FILE": str(tmp_path / "rabbitmq")}) as proc:
+        proc.started()
+        pika.BlockingConnection(pika.URLParameters(
+            f"amqp://guest:guest@127.0.0.1:{proc.port}/no-extension")).close()
+
+
+# ---------------------------------------------------------------------- precedence
+
+@pytest.mark.parametrize(("flags", "file_vhost", "env_vhost", "winner"), [
+    (["--vhost", "cli"], "file", "env", "cli"),
+    ([], "file", "env", "file"),
+    ([], None, "env", "env"),
+    ([], None, None, "/"),
+])
+def test_command_line_over_file_over_environment(tmp_path, flags, file_vhost, env_vhost,
+                                                 winner):
+    conf = write_conf(tmp_path, f"default_vhost = {file_vhost}\n" if file_vhost else "")
+    env = {"RABBITMQ_DEFAULT_VHOST": env_vhost} if env_vhost else {}
+    with LeveretProcess("--config", conf, *flags, env=env) as proc:
+        proc.started()
+        vhost = "%2F" if winner == "/" else winner
+        pika.BlockingConnection(pika.URLParameters(
+            f"amqp://guest:guest@127.0.0.1:{proc.port}/{vhost}")).close()
+        assert proc.wait_for(r".*authenticated and granted access to vhost.*").endswith(
+            f"vhost '{winner}'")
+
+
+def test_port_precedence(tmp_path):
+    file_port, env_port, cli_port = free_port(), free_port(), free_port()
+    conf = write_conf(tmp_path, f"listeners.tcp.default = {file_port}\n")
+    env = {"RABBITMQ_NODE_PORT": str(env_port)}
+    with LeveretProcess("--config", conf, env=env, port=cli_port) as proc:
+        assert proc.wait_for(r".*started TCP listener.*").endswith(f":{cli_port}")
+    with LeveretProcess("--config", conf, env=env, port=None) as proc:
+        assert proc.wait_for(r".*started TCP listener.*").endswith(f":{file_port}")
+    with LeveretProcess(env=env, port=None) as proc:
+        assert proc.wait_for(r".*started TCP listener.*").endswith(f":{env_port}")
+
+
+# ---------------------------------------------------------------------- errors
+
+def config_error(tmp_path, text: str, name: str = "rabbitmq.conf") -> str:
+    conf = write_conf(tmp_path, text, name)
+    out = run_leveret(["--in-memory", "--config", conf])
+    assert out.returncode == 1, out
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr
+    return lines[0].replace(conf, "FILE")
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("heartbeat = 60\nthis line has no equals sign\n",
+     "FILE, line 2: expected 'key = value', got 'this line has no equals sign'"),
+    ("= 5\n", "FILE, line 1: expected 'key = value', got '= 5'"),
+    ("bad key = 5\n", "FILE, line 1: expected 'key = value', got 'bad key = 5'"),
+    ("\n\nheartbeat =\n", "FILE, line 3: heartbeat has no value"),
+    ("heartbeat = often\n", "FILE, line 1: heartbeat: 'often' is not a heartbeat in seconds"),
+    ("frame_max = 1024\n", "FILE, line 1: frame_max: 1024 is out of range: a frame size is "
+                           "4096 to 4294967295 (AMQP 0-9-1 frames are at least 4096 bytes)"),
+    ("channel_max = 70000\n", "FILE, line 1: channel_max: 70000 is out of range: a channel "
+                              "count is 0 to 65535"),
+    ("listeners.tcp.default = 99999\n", "FILE, line 1: listeners.tcp.default: 99999 is out "
+                                        "of range: a port is 0 to 65535"),
+    ("listeners.tcp.default = 5672\nlisteners.tcp.other = 5673\n",
+     "FILE, line 2: listeners.tcp.other: Leveret listens on one address: set one "
+     "listeners.tcp.* key"),
+    ("vm_memory_high_watermark.absolute = lots\n",
+     "FILE, line 1: vm_memory_high_watermark.absolute: 'lots' is not a size: a number of "
+     "bytes, or with kB, MB, GB, KiB, MiB, GiB"),
+    ("log.console.level = chatty\n", "FILE, line 1: log.console.level: 'chatty' is not a "
+                                     "level: debug, info, warning, error, critical, none"),
+])
+def test_a_bad_line_names_the_file_and_line(tmp_path, text, error):
+    assert config_error(tmp_path, text) == f"leveret: {error}"
+
+
+def test_a_missing_file(tmp_path):
+    out = run_leveret(["--in-memory", "--config", str(tmp_path / "nope.conf")])
+    assert out.returncode == 1
+    assert out.stderr == f"leveret: configuration file {tmp_path / 'nope.conf'} does not exist\n"
+
+
+def test_the_classic_erlang_format_is_refused_by_name(tmp_path):
+    error = config_error(tmp_path, "[{rabbit, [{tcp_listeners, [5672]}]}].\n", "rabbitmq.config")
+    assert error == ("leveret: FILE: the classic (Erlang term) format is not supported; use "
+                     "the rabbitmq.conf (key = value) format")
