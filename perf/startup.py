@@ -21,6 +21,7 @@ RSS is the broker's process tree: Leveret's Python process; RabbitMQ's beam.smp 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pwd
 import shutil
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 LISTEN_TIMEOUT = 120.0
@@ -154,8 +155,11 @@ def rabbitmqctl(*args: str, env: dict[str, str] | None = None) -> None:
     subprocess.run(["rabbitmqctl", *args], env=env, capture_output=True, timeout=120)
 
 
-def private_rabbitmq_runs(runs: int) -> list[tuple[float, int]]:
-    """The installed rabbitmq-server as a node of its own beside any running one."""
+@contextlib.contextmanager
+def private_rabbitmq() -> Iterator[tuple[dict[str, str], int, Callable[..., None]]]:
+    """The installed rabbitmq-server set up as a node of its own beside any running one:
+    yields the environment that starts it (``rabbitmq-server``), its port, and what stops it.
+    Its data directory is removed afterwards."""
     tmp = tempfile.mkdtemp(prefix="leveret-perf-rabbitmq-")
     try:
         Path(tmp, "enabled_plugins").write_text("[].\n")
@@ -172,17 +176,23 @@ def private_rabbitmq_runs(runs: int) -> list[tuple[float, int]]:
                    RABBITMQ_PID_FILE=os.path.join(tmp, "pid"),
                    RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(tmp, "enabled_plugins"))
 
-        def stop(proc: subprocess.Popen) -> None:
+        def stop(proc: subprocess.Popen | None = None) -> None:
             rabbitmqctl("-n", node, "stop", env=env)
 
+        yield env, port, stop
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def private_rabbitmq_runs(runs: int) -> list[tuple[float, int]]:
+    """The installed rabbitmq-server as a node of its own beside any running one."""
+    with private_rabbitmq() as (env, port, stop):
         out = []
         for i in range(runs + 1):
             res = measure(["rabbitmq-server"], port, stop, env)
             if i:  # the first run creates the node's database
                 out.append(res)
         return out
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def system_rabbitmq_runs(runs: int) -> list[tuple[float, int]]:
