@@ -27,6 +27,7 @@ from .errors import (
 )
 from .exchange import Exchange
 from .message import Message, QueueEntry
+from .permissions import CONFIGURE, READ, WRITE, Authorizer
 from .queue import Consumer, Queue, new_consumer_tag
 from .queue_args import parse_expiration
 from .sender_selected import apply as apply_sender_selected
@@ -48,6 +49,13 @@ class Channel:
         # channel.open is only taken on an open connection, and connection.open set the vhost
         assert vhost is not None, "channel opened before connection.open"
         self.vhost: VirtualHost = vhost
+        authz = connection.authz
+        assert authz is not None, "connection.open sets the user's permissions with the vhost"
+        self.authz: Authorizer = authz
+        # exchanges this channel may publish to without another check, by name: the Exchange
+        # it was checked against (a deleted and redeclared exchange is checked again). Cleared
+        # when the user's permissions change (Server.access_changed).
+        self.publish_allowed: dict[str, Exchange] = {}
         self.open = True
         self.closing = False  # we sent channel.close and wait for close-ok
         self.consumers: dict[str, Consumer] = {}
@@ -142,13 +150,8 @@ class Channel:
             return
         ex_name = pub[2]
         exchange = self.vhost.exchanges.get(ex_name)
-        if exchange is None:
-            raise ChannelError(NOT_FOUND, f"no exchange '{ex_name}' in vhost '{self.vhost.name}'")
-        if exchange.internal:
-            raise ChannelError(
-                ACCESS_REFUSED,
-                f"cannot publish to internal exchange '{ex_name}' in vhost '{self.vhost.name}'",
-            )
+        if exchange is None or self.publish_allowed.get(ex_name) is not exchange:
+            exchange = self._authorize_publish(ex_name, pub[3])
         msg = Message(ex_name, pub[3], header[4], body, header[5], header[6], header[7])
         if header[7] is not None:
             msg.ttl = parse_expiration(header[7])
@@ -162,6 +165,27 @@ class Channel:
             self.tx.append(("publish", exchange, msg, pub[4]))
             return
         self.publish(exchange, msg, pub[4])
+
+    def _authorize_publish(self, ex_name: str, routing_key: str) -> Exchange:
+        """rabbit_channel's checks before a publish, in its order: write permission on the
+        exchange (so a missing one the user may not write to is 403, not 404), that it exists,
+        that it is not internal, and the topic permission on the routing key. An exchange that
+        passes without topic permissions to match is remembered in ``publish_allowed``."""
+        authz = self.authz
+        authz.check(WRITE, "exchange", ex_name)
+        exchange = self.vhost.exchanges.get(ex_name)
+        if exchange is None:
+            raise ChannelError(NOT_FOUND, f"no exchange '{ex_name}' in vhost '{self.vhost.name}'")
+        if exchange.internal:
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"cannot publish to internal exchange '{ex_name}' in vhost '{self.vhost.name}'",
+            )
+        if exchange.kind == "topic" and authz.has_topic_permissions(ex_name):
+            authz.check_topic(WRITE, ex_name, routing_key)  # each message: not remembered
+        else:
+            self.publish_allowed[ex_name] = exchange
+        return exchange
 
     def publish(self, exchange: Exchange, msg: Message, mandatory: bool) -> None:
         memory = self.vhost.memory
@@ -322,12 +346,31 @@ class Channel:
             )
         handler(self, method)
 
-    def _queue(self, name: str) -> Queue:
+    def _queue_name(self, name: str) -> str:
+        """An empty queue name means the channel's last declared queue (rabbit_channel's
+        expand_queue_name_shortcut)."""
         if not name:
             name = self.last_queue
             if not name:
                 raise ChannelError(NOT_FOUND, "no previously declared queue")
-        return self.vhost.get_queue(name, self.conn)
+        return name
+
+    def _queue(self, name: str) -> Queue:
+        return self.vhost.get_queue(self._queue_name(name), self.conn)
+
+    def _authorize_binding(self, dest_kind: str, dest: str, source: str,
+                           routing_key: str) -> None:
+        """rabbit_channel:binding_action's checks, before anything is looked up: write on the
+        destination, neither end the default exchange, read on the source, and the topic read
+        permission on the binding key when the source is a topic exchange."""
+        authz = self.authz
+        authz.check(WRITE, dest_kind, dest)
+        if source == "" or (dest_kind == "exchange" and dest == ""):
+            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        authz.check(READ, "exchange", source)
+        src = self.vhost.exchanges.get(source)
+        if src is not None and src.kind == "topic":
+            authz.check_topic(READ, source, routing_key)
 
     def _channel_flow(self, m: spec.Channel.Flow) -> None:
         if not m.active:
@@ -336,16 +379,17 @@ class Channel:
 
     def _exchange_declare(self, m: spec.Exchange.Declare) -> None:
         self.vhost.declare_exchange(m.exchange, m.exchange_type, m.passive, m.durable,
-                                    m.auto_delete, m.internal, m.arguments or {})
+                                    m.auto_delete, m.internal, m.arguments or {}, self.authz)
         if not m.nowait:
             self.send(spec.Exchange.DeclareOk())
 
     def _exchange_delete(self, m: spec.Exchange.Delete) -> None:
-        self.vhost.delete_exchange(m.exchange, m.if_unused)
+        self.vhost.delete_exchange(m.exchange, m.if_unused, self.authz)
         if not m.nowait:
             self.send(spec.Exchange.DeleteOk())
 
     def _exchange_bind(self, m: spec.Exchange.Bind) -> None:
+        self._authorize_binding("exchange", m.destination, m.source, m.routing_key)
         dest = self.vhost.get_exchange(m.destination)
         src = self.vhost.get_exchange(m.source)
         self.vhost.bind(src, dest, m.routing_key, m.arguments)
@@ -353,6 +397,7 @@ class Channel:
             self.send(spec.Exchange.BindOk())
 
     def _exchange_unbind(self, m: spec.Exchange.Unbind) -> None:
+        self._authorize_binding("exchange", m.destination, m.source, m.routing_key)
         dest = self.vhost.get_exchange(m.destination)
         src = self.vhost.get_exchange(m.source)
         self.vhost.unbind(src, dest, m.routing_key, m.arguments)
@@ -361,7 +406,7 @@ class Channel:
 
     def _queue_declare(self, m: spec.Queue.Declare) -> None:
         q, _ = self.vhost.declare_queue(m.queue, self.conn, m.passive, m.durable, m.exclusive,
-                                        m.auto_delete, m.arguments or {})
+                                        m.auto_delete, m.arguments or {}, self.authz)
         self.last_queue = q.name
         if q.exclusive_owner is self.conn and q.name not in self.conn.exclusive_queues:
             self.conn.exclusive_queues.add(q.name)
@@ -370,27 +415,35 @@ class Channel:
                                            consumer_count=q.consumer_count))
 
     def _queue_bind(self, m: spec.Queue.Bind) -> None:
-        q = self._queue(m.queue)
-        routing_key = m.routing_key if (m.queue or m.routing_key) else q.name
+        name = self._queue_name(m.queue)
+        routing_key = m.routing_key if (m.queue or m.routing_key) else name
+        self._authorize_binding("queue", name, m.exchange, routing_key)
+        q = self._queue(name)
         ex = self.vhost.get_exchange(m.exchange)
         self.vhost.bind(ex, q, routing_key, m.arguments)
         if not m.nowait:
             self.send(spec.Queue.BindOk())
 
     def _queue_unbind(self, m: spec.Queue.Unbind) -> None:
-        q = self._queue(m.queue)
+        name = self._queue_name(m.queue)
+        routing_key = m.routing_key if (m.queue or m.routing_key) else name
+        self._authorize_binding("queue", name, m.exchange, routing_key)
+        q = self._queue(name)
         ex = self.vhost.get_exchange(m.exchange)
-        self.vhost.unbind(ex, q, m.routing_key, m.arguments)
+        self.vhost.unbind(ex, q, routing_key, m.arguments)
         self.send(spec.Queue.UnbindOk())
 
     def _queue_purge(self, m: spec.Queue.Purge) -> None:
-        q = self._queue(m.queue)
+        name = self._queue_name(m.queue)
+        self.authz.check(READ, "queue", name)
+        q = self._queue(name)
         count = q.purge()
         if not m.nowait:
             self.send(spec.Queue.PurgeOk(message_count=count))
 
     def _queue_delete(self, m: spec.Queue.Delete) -> None:
-        name = m.queue or self.last_queue
+        name = self._queue_name(m.queue)
+        self.authz.check(CONFIGURE, "queue", name)
         count = 0
         if name in self.vhost.queues:
             q = self._queue(name)
@@ -412,10 +465,13 @@ class Channel:
         self._kick()
 
     def _basic_consume(self, m: spec.Basic.Consume) -> None:
-        q = self._queue(m.queue)
+        if m.consumer_tag and m.consumer_tag in self.consumers:
+            raise ConnectionError_(NOT_ALLOWED, f"attempt to reuse consumer tag "
+                                                f"'{m.consumer_tag}'")
+        name = self._queue_name(m.queue)
+        self.authz.check(READ, "queue", name)
+        q = self._queue(name)
         tag = m.consumer_tag or new_consumer_tag()
-        if tag in self.consumers:
-            raise ConnectionError_(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
         if m.exclusive and q.consumers or any(c.exclusive for c in q.consumers):
             raise ChannelError(
                 ACCESS_REFUSED,
@@ -438,7 +494,9 @@ class Channel:
             consumer.queue.remove_consumer(consumer)
 
     def _basic_get(self, m: spec.Basic.Get) -> None:
-        q = self._queue(m.queue)
+        name = self._queue_name(m.queue)
+        self.authz.check(READ, "queue", name)
+        q = self._queue(name)
         entry = q.get()
         if entry is None:
             self.send(spec.Basic.GetEmpty())

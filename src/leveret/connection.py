@@ -48,6 +48,7 @@ from .frames import (
     FrameError,
 )
 from .logs import pid_of
+from .permissions import Authorizer
 
 if TYPE_CHECKING:
     from pamqp.common import FieldTable
@@ -116,6 +117,7 @@ class Connection(asyncio.BufferedProtocol):
         self.closing_channels: set[int] = set()
         self.vhost: VirtualHost | None = None
         self.user = ""
+        self.authz: Authorizer | None = None  # the user's permissions on the vhost, at open
         self.client_properties: dict[str, Any] = {}
         self.exclusive_queues: set[str] = set()
         self.peer = ""
@@ -489,6 +491,7 @@ class Connection(asyncio.BufferedProtocol):
             raise ConnectionError_(NOT_ALLOWED, f"access to vhost '{m.virtual_host}' refused "
                                                 f"for user '{self.user}'")
         self.vhost = vhost
+        self.authz = Authorizer(self.server.access, self.user, vhost.name)
         self.state = _OPEN
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()

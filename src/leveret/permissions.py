@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from .errors import ACCESS_REFUSED, ChannelError
 
 CONFIGURE, WRITE, READ = "configure", "write", "read"
 PERMS = (CONFIGURE, WRITE, READ)
@@ -26,6 +29,14 @@ _POSIX_CLASSES = {
     "upper": "A-Z", "word": "a-zA-Z0-9_", "xdigit": "0-9a-fA-F",
 }
 _MEMO_LIMIT = 4096  # names remembered per permission and kind of access
+
+
+class AccessModel(Protocol):
+    """What an ``Authorizer`` reads (``auth.Access``)."""
+
+    def permissions(self, user: str, vhost: str) -> Permissions | None: ...
+
+    def topic_permissions(self, user: str, vhost: str) -> dict[str, TopicPermissions]: ...
 
 
 class InvalidRegex(ValueError):
@@ -250,3 +261,55 @@ class TopicPermissions:
         """As RabbitMQ's definitions and management API show it."""
         return {"user": self.user, "vhost": self.vhost, "exchange": self.exchange,
                 "write": self.write, "read": self.read}
+
+
+class Authorizer:
+    """What one user may do on one vhost: RabbitMQ's ``check_resource_access`` and
+    ``check_topic_access`` (rabbit_access_control), raising 403 ACCESS_REFUSED with its texts.
+
+    One per connection, shared by its channels. ``refresh()`` picks up changed permissions
+    (the server calls it when they change); each ``Permissions`` remembers the names it
+    matched, so a repeated check is two dict lookups.
+    """
+
+    __slots__ = ("access", "user", "vhost", "permissions", "topic")
+
+    def __init__(self, access: AccessModel, user: str, vhost: str) -> None:
+        self.access = access
+        self.user = user
+        self.vhost = vhost
+        self.permissions: Permissions | None = None
+        self.topic: dict[str, TopicPermissions] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.permissions = self.access.permissions(self.user, self.vhost)
+        self.topic = dict(self.access.topic_permissions(self.user, self.vhost))
+
+    def allows(self, perm: str, kind: str, name: str) -> bool:
+        if kind == "exchange" and not name:
+            name = "amq.default"  # the default exchange is this resource (rabbit_access_control)
+        perms = self.permissions
+        return perms is not None and perms.allows(perm, name)
+
+    def check(self, perm: str, kind: str, name: str) -> None:
+        """Raise 403 unless ``perm`` (configure, write, read) is granted on the ``kind``
+        (exchange, queue) resource ``name``."""
+        if not self.allows(perm, kind, name):
+            if kind == "exchange" and not name:
+                name = "amq.default"
+            raise ChannelError(ACCESS_REFUSED, f"access to {kind} '{name}' in vhost "
+                                               f"'{self.vhost}' refused for user '{self.user}'")
+
+    def check_topic(self, perm: str, exchange: str, routing_key: str) -> None:
+        """Raise 403 unless ``perm`` (write: publish, read: bind) is granted for
+        ``routing_key`` on the topic exchange ``exchange``; no topic permissions on it grant
+        everything. The caller checks only topic exchanges, as RabbitMQ does."""
+        topic = self.topic.get(exchange)
+        if topic is not None and not topic.allows(perm, routing_key):
+            raise ChannelError(ACCESS_REFUSED, f"access to topic '{routing_key}' in exchange "
+                                               f"'{exchange}' in vhost '{self.vhost}' refused "
+                                               f"for user '{self.user}'")
+
+    def has_topic_permissions(self, exchange: str) -> bool:
+        return exchange in self.topic

@@ -91,6 +91,16 @@ class Server:
                     self.vhosts[key[0]] = VirtualHost(key[0], self.store, self.memory)
             else:
                 self._drop_vhost(key[0])
+        elif kind in ("permissions", "topic_permissions"):
+            # changed permissions apply to open channels at once; RabbitMQ's channels cache
+            # their last checks until they are idle, so they may take a little longer there
+            user, vhost_name = key[0], key[1]
+            for conn in self.connections:
+                authz = conn.authz
+                if authz is not None and authz.user == user and authz.vhost == vhost_name:
+                    authz.refresh()
+                    for ch in conn.channels.values():
+                        ch.publish_allowed.clear()
         elif kind == "user" and record is None:
             # rabbit_connection_tracking: a deleted user's connections are closed
             for conn in list(self.connections):

@@ -17,11 +17,13 @@ from .errors import (
 )
 from .exchange import EXCHANGE_TYPES, KINDS, Binding, Exchange
 from .memory import MemoryMonitor
+from .permissions import CONFIGURE, READ, WRITE
 from .queue import Queue
 from .queue_args import amqp_type_name, parse_queue_arguments
 
 if TYPE_CHECKING:
     from .message import Message
+    from .permissions import Authorizer
     from .store import Store
 
 # rabbitmq.com/docs/exchanges: these exist in every virtual host
@@ -53,6 +55,10 @@ COMPARED_QUEUE_ARGS = (
 
 def _bool(value: bool) -> str:
     return "true" if value else "false"
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 class VirtualHost:
@@ -93,21 +99,37 @@ class VirtualHost:
         auto_delete: bool = False,
         internal: bool = False,
         arguments: dict[str, Any] | None = None,
+        authz: Authorizer | None = None,
     ) -> Exchange:
+        """Declare (or with ``passive`` look up) an exchange, in rabbit_channel's order: the
+        type, the default exchange, the configure permission (``authz``: the user's, None for
+        the broker itself), then for a new exchange the reserved prefix and the alternate
+        exchange's permissions (read here, write there), else equivalence."""
         arguments = arguments or {}
         if passive:
+            if name == "":
+                raise ChannelError(ACCESS_REFUSED,
+                                   "operation not permitted on the default exchange")
             return self.get_exchange(name)
-        if name == "":
-            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
-        if name.startswith("amq."):
-            raise ChannelError(
-                ACCESS_REFUSED, f"exchange name '{name}' contains reserved prefix 'amq.*'"
-            )
         if kind not in EXCHANGE_TYPES:
             # RabbitMQ treats an unknown exchange type as a hard error (503)
             raise ConnectionError_(COMMAND_INVALID, f"unknown exchange type '{kind}'")
+        if name == "":
+            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        if authz is not None:
+            authz.check(CONFIGURE, "exchange", name)
         existing = self.exchanges.get(name)
-        if existing is not None:
+        if existing is None:
+            # the prefix is reserved for creation only: amq.direct may be redeclared as it is
+            if name.startswith("amq."):
+                raise ChannelError(
+                    ACCESS_REFUSED, f"exchange name '{name}' contains reserved prefix 'amq.*'"
+                )
+            alternate = arguments.get("alternate-exchange")
+            if authz is not None and isinstance(alternate, (str, bytes)):
+                authz.check(READ, "exchange", name)
+                authz.check(WRITE, "exchange", _text(alternate))
+        else:
             if existing.kind != kind:
                 raise ChannelError(
                     PRECONDITION_FAILED,
@@ -138,11 +160,15 @@ class VirtualHost:
             self.store.save_exchange(self, ex)
         return ex
 
-    def delete_exchange(self, name: str, if_unused: bool = False) -> None:
-        if name == "" or name.startswith("amq."):
-            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange"
-                               if name == "" else
-                               f"exchange name '{name}' contains reserved prefix 'amq.*'")
+    def delete_exchange(self, name: str, if_unused: bool = False,
+                        authz: Authorizer | None = None) -> None:
+        if name == "":
+            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        if name.startswith("amq."):
+            raise ChannelError(ACCESS_REFUSED, f"deletion of system exchange '{name}' in vhost "
+                                               f"'{self.name}' not allowed")
+        if authz is not None:
+            authz.check(CONFIGURE, "exchange", name)
         ex = self.exchanges.get(name)
         if ex is None:
             # RabbitMQ 3.x: deleting a missing exchange is not an error
@@ -199,8 +225,13 @@ class VirtualHost:
         exclusive: bool = False,
         auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
+        authz: Authorizer | None = None,
     ) -> tuple[Queue, bool]:
-        """Returns (queue, created)."""
+        """Declare (or with ``passive`` look up) a queue; returns (queue, created). In
+        rabbit_channel's order: the name (server-named, or not ``amq.*``), the configure
+        permission on it (``authz``: the user's, None for the broker itself), then equivalence
+        with an existing queue, or for a new one read on it and write on its dead-letter
+        exchange, then its arguments."""
         arguments = arguments or {}
         if passive:
             q = self.get_queue(name, owner)
@@ -212,6 +243,8 @@ class VirtualHost:
             raise ChannelError(
                 ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'"
             )
+        if authz is not None:
+            authz.check(CONFIGURE, "queue", name)
         existing = self.queues.get(name)
         if existing is not None:
             self.get_queue(name, owner)  # exclusivity check (405)
@@ -244,6 +277,10 @@ class VirtualHost:
                     )
             existing.touch()
             return existing, False
+        dlx = arguments.get("x-dead-letter-exchange")
+        if authz is not None and isinstance(dlx, (str, bytes)):
+            authz.check(READ, "queue", name)
+            authz.check(WRITE, "exchange", _text(dlx))
         options = parse_queue_arguments(arguments, name, self.name)
         q = self.queue_factory(
             self, name, durable, owner if exclusive else None, auto_delete, arguments, options
