@@ -89,9 +89,11 @@ class Broker:
     ``users`` (more name -> password pairs), ``vhosts`` (more virtual hosts), ``data_dir``
     (None keeps everything in memory), ``heartbeat``, ``frame_max``, ``channel_max``,
     ``memory_high_watermark`` (bytes; 0 = none), ``memory_budget`` (bytes of durable queues'
-    messages kept in memory when there is a ``data_dir``; the rest is paged out), ``loop``
-    (``uvloop`` or ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always
-    uses the caller's loop).
+    messages kept in memory when there is a ``data_dir``; the rest is paged out),
+    ``loopback_users`` (users who may log in only through a loopback address; default
+    ``["guest"]`` as RabbitMQ, ``[]`` lets everyone in from anywhere), ``loop`` (``uvloop`` or
+    ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always uses the caller's
+    loop).
 
     The methods run on the broker's event loop: call them from that loop (``async with``), or
     use ``Broker.in_thread()``, whose same-named methods are safe from any thread.
@@ -115,6 +117,7 @@ class Broker:
         channel_max: int = 2047,
         memory_high_watermark: int = 0,
         memory_budget: int = 128 * 1024 * 1024,
+        loopback_users: list[str] | None = None,
         loop: str = "uvloop",
         settings: Settings | None = None,
     ) -> None:
@@ -135,6 +138,8 @@ class Broker:
                 memory_budget=memory_budget,
                 loop=loop,
             )
+            if loopback_users is not None:
+                settings.loopback_users = list(loopback_users)
         self.settings = settings
         self.user = next(iter(settings.users))
         self.password = settings.users[self.user]

@@ -99,6 +99,13 @@ def log_level_name(text: str) -> str:
     return text
 
 
+def user_list(text: str) -> list[str]:
+    """``guest,admin`` -> ["guest", "admin"]; ``none`` or nothing: no user."""
+    if text.strip().lower() == "none":
+        return []
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def log_format_name(text: str) -> str:
     # rabbitmq.conf says "plaintext" where --log-format says "text"
     name = {"plaintext": "text"}.get(text, text)
@@ -123,6 +130,7 @@ DEFAULTS: dict[str, Any] = {
     "log_level": "info",
     "log_format": "text",
     "loop": "uvloop",
+    "loopback_users": ["guest"],
 }
 
 # the environment RabbitMQ's container reads, by the option it fills
@@ -157,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password",
                    help="default user's password (env RABBITMQ_DEFAULT_PASS, default guest)")
     p.add_argument("--vhost", help="default virtual host (env RABBITMQ_DEFAULT_VHOST, default /)")
+    loopback = p.add_mutually_exclusive_group()
+    loopback.add_argument("--loopback-users", type=user_list, metavar="USERS",
+                          help="users who may log in only through a loopback address, "
+                               "comma-separated (default guest, as RabbitMQ's loopback_users)")
+    loopback.add_argument("--no-loopback-users", dest="loopback_users", action="store_const",
+                          const=[], help="let every user log in from any address (what the "
+                                         "RabbitMQ container image configures)")
     store = p.add_mutually_exclusive_group()
     store.add_argument("--data-dir",
                        help="where durable definitions and persistent messages are kept "
@@ -360,6 +375,7 @@ def _run(args: argparse.Namespace) -> int:
         channel_max=args.channel_max,
         memory_high_watermark=args.memory_high_watermark,
         memory_budget=args.memory_budget,
+        loopback_users=args.loopback_users,
         data_dir=data_dir,
         loop=args.loop,
     )

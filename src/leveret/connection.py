@@ -8,6 +8,7 @@ written once per event-loop turn.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import platform
 import struct
@@ -416,12 +417,18 @@ class Connection(asyncio.BufferedProtocol):
             log.info("connection %s (%s) has a client-provided name: %s", self.pid, self.name,
                      self.client_provided_name, extra=self._log_fields())
         user, password = self._credentials(m.mechanism, m.response)
+        reason = None
         if user is None or self.server.access.authenticate(user, password or "") is None:
+            reason = f"user '{user or ''}' - invalid credentials"
+        elif user in self.settings.loopback_users and not self._local_is_loopback():
+            # rabbit_access_control:check_user_loopback: by the address the client reached
+            reason = f"user '{user}' can only connect via localhost"
+        if user is None or reason is not None:
             text = (f"Login was refused using authentication mechanism {m.mechanism}. "
                     "For details see the broker logfile.")
             log.error("Error on AMQP connection %s (%s, state: starting):\n"
-                      "%s login refused: user '%s' - invalid credentials", self.pid,
-                      self.log_name, m.mechanism, user or "", extra=self._log_fields())
+                      "%s login refused: %s", self.pid, self.log_name, m.mechanism, reason,
+                      extra=self._log_fields())
             if self.client_capability("authentication_failure_close"):
                 self.close_with_error(ACCESS_REFUSED, text, None)
             else:
@@ -434,6 +441,20 @@ class Connection(asyncio.BufferedProtocol):
             frame_max=self.settings.frame_max,
             heartbeat=self.settings.heartbeat,
         ))
+
+    def _local_is_loopback(self) -> bool:
+        """Whether the client reached us on a loopback address (RabbitMQ's rabbit_net:
+        is_loopback looks at the socket's own address: 127.0.0.0/8, ::1, ::ffff:127.x)."""
+        local = self.transport.get_extra_info("sockname") if self.transport else None
+        if not isinstance(local, tuple):
+            return isinstance(local, str)  # a Unix socket is local by nature
+        try:
+            address = ipaddress.ip_address(local[0].split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address.is_loopback
 
     def _credentials(self, mechanism: str, response: Any) -> tuple[str | None, str | None]:
         raw = response.encode("utf-8") if isinstance(response, str) else bytes(response or b"")
