@@ -411,8 +411,9 @@ class Channel:
         if q.exclusive_owner is self.conn and q.name not in self.conn.exclusive_queues:
             self.conn.exclusive_queues.add(q.name)
         if not m.nowait:
-            self.send(spec.Queue.DeclareOk(queue=q.name, message_count=q.message_count,
-                                           consumer_count=q.consumer_count))
+            messages, consumers = q.declare_ok_counts()
+            self.send(spec.Queue.DeclareOk(queue=q.name, message_count=messages,
+                                           consumer_count=consumers))
 
     def _queue_bind(self, m: spec.Queue.Bind) -> None:
         name = self._queue_name(m.queue)
@@ -437,6 +438,7 @@ class Channel:
         name = self._queue_name(m.queue)
         self.authz.check(READ, "queue", name)
         q = self._queue(name)
+        q.check_purge()  # a stream refuses it
         count = q.purge()
         if not m.nowait:
             self.send(spec.Queue.PurgeOk(message_count=count))
@@ -472,13 +474,10 @@ class Channel:
         self.authz.check(READ, "queue", name)
         q = self._queue(name)
         tag = m.consumer_tag or new_consumer_tag()
-        if m.exclusive and q.consumers or any(c.exclusive for c in q.consumers):
-            raise ChannelError(
-                ACCESS_REFUSED,
-                f"queue '{q.name}' in vhost '{self.vhost.name}' in exclusive use",
-            )
+        arguments = m.arguments or {}
+        q.check_consume(self, m.no_ack, m.exclusive, arguments)  # exclusivity, stream rules
         consumer = Consumer(self, q, tag, m.no_ack, m.exclusive, self.prefetch_consumer,
-                            m.arguments or {})
+                            arguments)
         self.consumers[tag] = consumer
         if not m.nowait:
             self.send(spec.Basic.ConsumeOk(consumer_tag=tag))

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .deadletter import dead_letter
+from .errors import ACCESS_REFUSED, PRECONDITION_FAILED, ChannelError
 from .message import Message, QueueEntry
 from .queue_args import QueueOptions, parse_queue_arguments
 
@@ -182,6 +183,11 @@ class PriorityReady:
 class Queue:
     """A queue of one virtual host."""
 
+    # what a queue type may do differently (stream.py overrides these)
+    queue_type = "classic"
+    # the arguments a redeclare must repeat; None: the classic set (vhost.COMPARED_QUEUE_ARGS)
+    compared_arguments: tuple[str, ...] | None = None
+
     def __init__(
         self,
         vhost: VirtualHost,
@@ -250,6 +256,34 @@ class Queue:
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} ready={len(self.ready)} unacked={self.unacked}>"
+
+    def declare_ok_counts(self) -> tuple[int, int]:
+        """(message count, consumer count) for queue.declare-ok."""
+        return self.message_count, self.consumer_count
+
+    # ------------------------------------------------------------------ type rules
+
+    def check_consume(self, channel: Channel, no_ack: bool, exclusive: bool,
+                      arguments: dict[str, Any]) -> None:
+        """Refuse a new consumer as this queue type does (before consume-ok is sent)."""
+        if exclusive and self.consumers or any(c.exclusive for c in self.consumers):
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"queue '{self.name}' in vhost '{self.vhost.name}' in exclusive use",
+            )
+
+    def check_purge(self) -> None:
+        """Refuse queue.purge as this queue type does (a classic queue takes it)."""
+
+    def check_delete(self, if_unused: bool, if_empty: bool) -> int:
+        """Refuse queue.delete's if-unused / if-empty as RabbitMQ does; returns the message
+        count delete-ok reports."""
+        where = f"queue '{self.name}' in vhost '{self.vhost.name}'"
+        if if_unused and self.consumers:
+            raise ChannelError(PRECONDITION_FAILED, f"{where} in use")
+        if if_empty and self.ready:
+            raise ChannelError(PRECONDITION_FAILED, f"{where} not empty")
+        return self.message_count
 
     # ------------------------------------------------------------------ publishing
 

@@ -19,7 +19,9 @@ from .exchange import EXCHANGE_TYPES, KINDS, Binding, Exchange
 from .memory import MemoryMonitor
 from .permissions import CONFIGURE, READ, WRITE
 from .queue import Queue
-from .queue_args import amqp_type_name, parse_queue_arguments
+from .queue_args import amqp_type_name
+from .queue_types import new_queue, parse_declare
+from .stream_args import is_stream
 
 if TYPE_CHECKING:
     from .message import Message
@@ -71,7 +73,7 @@ class VirtualHost:
         self.memory = memory if memory is not None else MemoryMonitor()
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
-        self.queue_factory: Callable[..., Queue] = Queue
+        self.queue_factory: Callable[..., Queue] = new_queue
         for ename, kind in PREDECLARED:
             self.exchanges[ename] = KINDS[kind](ename, durable=True)
         self.default_exchange = self.exchanges[""]
@@ -238,6 +240,10 @@ class VirtualHost:
             q.touch()
             return q, False
         if not name:
+            if is_stream(arguments):
+                raise ChannelError(PRECONDITION_FAILED,
+                                   "Cannot declare a server-named queue for type "
+                                   "rabbit_stream_queue")
             name = "amq.gen-" + secrets.token_urlsafe(16)
         elif name.startswith("amq."):
             raise ChannelError(
@@ -262,9 +268,11 @@ class VirtualHost:
                         f"inequivalent arg '{attr}' for {self._where('queue', name)}: received "
                         f"'{_bool(value)}' but current is '{_bool(getattr(existing, attr))}'",
                     )
-            for key in COMPARED_QUEUE_ARGS:
+            # a queue type compares its own arguments (a stream ignores a classic queue's)
+            compared = existing.compared_arguments
+            for key in compared or COMPARED_QUEUE_ARGS:
                 new, old = arguments.get(key), existing.arguments.get(key)
-                if key == "x-queue-type":  # absent means the default type, classic
+                if key == "x-queue-type" and compared is None:  # absent means classic
                     new, old = new or "classic", old or "classic"
                 if not _equivalent(new, old):
                     if new is None or old is None:
@@ -281,7 +289,7 @@ class VirtualHost:
         if authz is not None and isinstance(dlx, (str, bytes)):
             authz.check(READ, "queue", name)
             authz.check(WRITE, "exchange", _text(dlx))
-        options = parse_queue_arguments(arguments, name, self.name)
+        options = parse_declare(arguments, name, self.name, durable, exclusive, auto_delete)
         q = self.queue_factory(
             self, name, durable, owner if exclusive else None, auto_delete, arguments, options
         )
@@ -292,11 +300,7 @@ class VirtualHost:
         return q, True
 
     def delete_queue(self, queue: Queue, if_unused: bool = False, if_empty: bool = False) -> int:
-        if if_unused and queue.consumers:
-            raise ChannelError(PRECONDITION_FAILED, f"{self._where('queue', queue.name)} in use")
-        if if_empty and queue.ready:
-            raise ChannelError(PRECONDITION_FAILED, f"{self._where('queue', queue.name)} not empty")
-        count = queue.message_count
+        count = queue.check_delete(if_unused, if_empty)
         if queue.deleted:
             return 0
         queue.deleted = True

@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,8 @@ class Store(MessageLog):
             os.close(self._lock_fd)
             raise
         self.definitions = Definitions(root / "definitions.json")
+        # told before the message log closes (streams and delayed messages write their own)
+        self.on_close: list[Callable[[], None]] = []
 
     # the vhost's calls, forwarded
     def save_exchange(self, vhost: VirtualHost, ex: Exchange) -> None:
@@ -116,6 +119,7 @@ class Store(MessageLog):
         """Write everything, mark the shutdown clean, release the directory."""
         if self._closed:
             return
+        self._close_others()
         self.close_log()
         try:
             if self._failing:
@@ -130,8 +134,17 @@ class Store(MessageLog):
     def abandon(self) -> None:
         """Let go of the directory without a clean-shutdown mark (a failed start)."""
         if not self._closed:
+            self._close_others()
             self.close_log()
             os.close(self._lock_fd)
+
+    def _close_others(self) -> None:
+        hooks, self.on_close = self.on_close, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # one failing must not keep the others from writing
+                log.exception("store: error while closing")
 
 
 def attach_store(server: Server, data_dir: str) -> Store:
