@@ -138,6 +138,9 @@ class Exchange:
                 seen.setdefault(id(d), d)
         return list(seen.values())
 
+    def removed(self) -> None:
+        """The exchange was deleted (a delayed exchange drops what it holds)."""
+
     # kinds override these
     def _bind(self, binding: Binding) -> None:
         pass

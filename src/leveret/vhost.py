@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .delayed import DELAYED_TYPE, DelayedMessageExchange
 from .errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
@@ -113,7 +114,7 @@ class VirtualHost:
                 raise ChannelError(ACCESS_REFUSED,
                                    "operation not permitted on the default exchange")
             return self.get_exchange(name)
-        if kind not in EXCHANGE_TYPES:
+        if kind not in EXCHANGE_TYPES and kind != DELAYED_TYPE:
             # RabbitMQ treats an unknown exchange type as a hard error (503)
             raise ConnectionError_(COMMAND_INVALID, f"unknown exchange type '{kind}'")
         if name == "":
@@ -156,7 +157,11 @@ class VirtualHost:
                     f"received {ae_new!r} but current is {ae_old!r}",
                 )
             return existing
-        ex = KINDS[kind](name, durable, auto_delete, internal, arguments)
+        ex: Exchange
+        if kind == DELAYED_TYPE:  # the delayed message plugin's type (delayed.py)
+            ex = DelayedMessageExchange(self, name, durable, auto_delete, internal, arguments)
+        else:
+            ex = KINDS[kind](name, durable, auto_delete, internal, arguments)
         self.exchanges[name] = ex
         if durable and self.store is not None:
             self.store.save_exchange(self, ex)
@@ -184,6 +189,7 @@ class VirtualHost:
 
     def _remove_exchange(self, ex: Exchange) -> None:
         ex.deleted = True
+        ex.removed()
         self.exchanges.pop(ex.name, None)
         for b in list(ex.bindings):
             ex.remove_binding(b)
