@@ -17,6 +17,7 @@ import subprocess
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 
 import pika
 import pytest
@@ -149,3 +150,81 @@ def rabbitmq_admin() -> Callable[..., tuple[int, object]]:
     if status != 200:
         pytest.skip("no RabbitMQ management API on localhost:15672")
     return rabbitmq_api
+
+
+# ---------------------------------------------------------------- the same test on both brokers
+
+
+@dataclass
+class Target:
+    """A broker one test runs against: Leveret, or a fresh vhost of the local RabbitMQ, so the
+    same assertions (RabbitMQ's behaviour, written out) are checked on both."""
+
+    name: str  # "leveret" or "rabbitmq"
+    host: str
+    port: int
+    vhost: str
+    broker: ThreadedBroker | None = None  # Leveret's, for its inspection API
+
+    @property
+    def url(self) -> str:
+        return (f"amqp://guest:guest@{self.host}:{self.port}/"
+                f"{urllib.parse.quote(self.vhost, safe='')}")
+
+    @property
+    def is_rabbitmq(self) -> bool:
+        return self.name == "rabbitmq"
+
+
+def _management(method: str, path: str, body: object = None) -> None:
+    status, reply = rabbitmq_api(method, path, body)
+    if status >= 300:
+        raise OSError(f"RabbitMQ management API: {method} {path}: {status} {reply}")
+
+
+def add_rabbitmq_vhost(vhost: str) -> None:
+    """A vhost on the local RabbitMQ with guest's permissions: through the management API
+    (fast), else rabbitmqctl. Skips the test when neither works."""
+    quoted = urllib.parse.quote(vhost, safe="")
+    try:
+        _management("PUT", f"/vhosts/{quoted}", {})
+        _management("PUT", f"/permissions/{quoted}/guest",
+                    {"configure": ".*", "write": ".*", "read": ".*"})
+        return
+    except OSError:
+        pass
+    try:
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, timeout=30,
+                       capture_output=True)
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*",
+                        ".*", ".*"], check=True, timeout=30, capture_output=True)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("cannot make a vhost on the local RabbitMQ")
+
+
+def delete_rabbitmq_vhost(vhost: str) -> None:
+    try:
+        _management("DELETE", f"/vhosts/{urllib.parse.quote(vhost, safe='')}")
+    except OSError:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], timeout=30,
+                       capture_output=True)
+
+
+@pytest.fixture(params=["leveret", "rabbitmq"])
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """Leveret, then the local RabbitMQ 3.10 (skipped when absent); a test using it asserts
+    what RabbitMQ does and so checks Leveret against it."""
+    if request.param == "leveret":
+        if TARGET == "rabbitmq":
+            pytest.skip("LEVERET_TEST_TARGET=rabbitmq: the rabbitmq case covers it")
+        with Broker.in_thread() as b:
+            yield Target("leveret", b.host, b.port, "/", b)
+        return
+    if not rabbitmq_available():
+        pytest.skip("no RabbitMQ on localhost:5672")
+    vhost = f"leveret-target-{uuid.uuid4().hex[:12]}"
+    add_rabbitmq_vhost(vhost)
+    try:
+        yield Target("rabbitmq", "127.0.0.1", 5672, vhost)
+    finally:
+        delete_rabbitmq_vhost(vhost)

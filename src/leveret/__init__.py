@@ -10,6 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# The RabbitMQ release whose behaviour Leveret follows (the one its differential tests run
+# against): clients are told they talk to this RabbitMQ, so they take their RabbitMQ code paths
+# (kombu, Spring). Leveret names itself in ``platform``, ``information``, ``leveret_version``.
+RABBITMQ_VERSION = "3.10.8"
+
 if TYPE_CHECKING:
     from .broker import Broker
 

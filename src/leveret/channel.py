@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 
 _encode_deliver = frames.encode_deliver
 
+# RabbitMQ's texts for frames out of order (rabbit_command_assembler)
+_EXPECTED_METHOD = "expected method frame, got non method frame instead"
+_EXPECTED_HEADER = "expected content header for class 60, got non content header frame instead"
+
 
 class Channel:
     """Channel state of one connection (AMQP 0-9-1 section 2.2.5)."""
@@ -108,7 +112,7 @@ class Channel:
 
     def on_publish(self, ev: tuple) -> None:
         if self._pub is not None:
-            raise ConnectionError_(UNEXPECTED_FRAME, "expected content header, got basic.publish")
+            raise ConnectionError_(UNEXPECTED_FRAME, _EXPECTED_HEADER)
         if ev[5]:
             # RabbitMQ refuses the immediate flag outright (rabbitmq.com/docs/specification)
             raise ConnectionError_(NOT_IMPLEMENTED, "immediate=true")
@@ -116,9 +120,10 @@ class Channel:
 
     def on_header(self, ev: tuple) -> None:
         if self._pub is None or self._header is not None:
-            raise ConnectionError_(UNEXPECTED_FRAME, "content header frame without basic.publish")
+            raise ConnectionError_(UNEXPECTED_FRAME, _EXPECTED_METHOD, (0, 0))
         if ev[2] != 60:
-            raise ConnectionError_(UNEXPECTED_FRAME, f"content header for class {ev[2]}")
+            raise ConnectionError_(UNEXPECTED_FRAME, "expected content header for class 60, "
+                                   f"got one for class {ev[2]} instead")
         self._header = ev
         self._body_size = ev[3]
         if ev[3] == 0:
@@ -126,7 +131,9 @@ class Channel:
 
     def on_body(self, ev: tuple) -> None:
         if self._header is None:
-            raise ConnectionError_(UNEXPECTED_FRAME, "content body frame without content header")
+            if self._pub is not None:
+                raise ConnectionError_(UNEXPECTED_FRAME, _EXPECTED_HEADER)
+            raise ConnectionError_(UNEXPECTED_FRAME, _EXPECTED_METHOD, (0, 0))
         chunk = ev[2]
         size = self._received + len(chunk)
         if size > self._body_size:
@@ -398,9 +405,11 @@ class Channel:
 
     def _exchange_unbind(self, m: spec.Exchange.Unbind) -> None:
         self._authorize_binding("exchange", m.destination, m.source, m.routing_key)
-        dest = self.vhost.get_exchange(m.destination)
-        src = self.vhost.get_exchange(m.source)
-        self.vhost.unbind(src, dest, m.routing_key, m.arguments)
+        # a source or destination that no longer exists: unbind-ok, as RabbitMQ answers
+        dest = self.vhost.exchanges.get(m.destination)
+        src = self.vhost.exchanges.get(m.source)
+        if src is not None and dest is not None:
+            self.vhost.unbind(src, dest, m.routing_key, m.arguments)
         if not m.nowait:
             self.send(spec.Exchange.UnbindOk())
 
@@ -429,9 +438,11 @@ class Channel:
         name = self._queue_name(m.queue)
         routing_key = m.routing_key if (m.queue or m.routing_key) else name
         self._authorize_binding("queue", name, m.exchange, routing_key)
-        q = self._queue(name)
-        ex = self.vhost.get_exchange(m.exchange)
-        self.vhost.unbind(ex, q, routing_key, m.arguments)
+        # a queue or exchange that no longer exists (an auto-delete queue already gone) is
+        # unbind-ok, as RabbitMQ answers it; aio-pika's RPC teardown relies on that
+        ex = self.vhost.exchanges.get(m.exchange)
+        if name in self.vhost.queues and ex is not None:
+            self.vhost.unbind(ex, self._queue(name), routing_key, m.arguments)
         self.send(spec.Queue.UnbindOk())
 
     def _queue_purge(self, m: spec.Queue.Purge) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 from pamqp.commands import INDEX_MAPPING
 
-from . import __version__, frames
+from . import RABBITMQ_VERSION, __version__, frames
 from .channel import Channel
 from .errors import (
     ACCESS_REFUSED,
@@ -131,6 +131,7 @@ class Connection(asyncio.BufferedProtocol):
         self._wrote_since_tick = False
         self._heartbeat_handle: asyncio.TimerHandle | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
         self.blocked = False
         self.closed = asyncio.Event()
 
@@ -213,20 +214,24 @@ class Connection(asyncio.BufferedProtocol):
         else:
             self._log_closing()  # after an error we sent, or a close either side began
         self.state = _CLOSED
-        self.writable = False  # requeued messages must not be handed to our other channels
         self.server.connections.discard(self)
-        if self._heartbeat_handle is not None:
-            self._heartbeat_handle.cancel()
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
+        for timer in (self._heartbeat_handle, self._handshake_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._release_all()
+        self.server.connection_gone(self)
+        self.closed.set()
+
+    def _release_all(self) -> None:
+        """Close every channel (unacked messages requeued) and delete the exclusive queues;
+        done when the connection is closed, before the socket may be (idempotent)."""
+        self.writable = False  # requeued messages must not be handed to our other channels
         for ch in list(self.channels.values()):
             ch.release()
         self.channels.clear()
         if self.vhost is not None:
             self.vhost.memory.forget(self)
             self.vhost.connection_closed(self)
-        self.server.connection_gone(self)
-        self.closed.set()
 
     def pause_writing(self) -> None:
         self.writable = False
@@ -270,6 +275,11 @@ class Connection(asyncio.BufferedProtocol):
         filled = self.end == len(self.buf)
         self._grow = filled
         self.last_read = time.monotonic()
+        if self.state == _CLOSED:
+            # after close-ok, what the client still sends is discarded until it closes the
+            # socket (RabbitMQ's reader in its "closed" state)
+            self.start = self.end = 0
+            return
         self._read_slice()
         if self.start == self.end:
             self.start = self.end = 0
@@ -298,7 +308,7 @@ class Connection(asyncio.BufferedProtocol):
                 self._handle_events(events)
         except ConnectionError_ as exc:
             self.close_with_error(exc.code, exc.text, getattr(exc, "method", "none"),
-                                  getattr(exc, "channel", 0))
+                                  getattr(exc, "channel", 0), exc.method_ids or (0, 0))
         except FrameError as exc:
             self.close_with_error(exc.reply_code, exc.text)
         except Exception:  # never let one client's bad input take the server down
@@ -316,7 +326,11 @@ class Connection(asyncio.BufferedProtocol):
         """Go on with the bytes a connection read beyond its READ_BUDGET, then read again."""
         self._yielded = False
         transport = self.transport
-        if self.blocked or self.state == _CLOSED or transport is None or transport.is_closing():
+        if self.blocked or transport is None or transport.is_closing():
+            return
+        if self.state == _CLOSED:  # closed by the client: discard, and read on to its EOF
+            self.start = self.end = 0
+            transport.resume_reading()
             return
         self._read_slice()
         if not self._yielded:
@@ -380,15 +394,7 @@ class Connection(asyncio.BufferedProtocol):
             spec.Connection.Start(
                 version_major=0,
                 version_minor=9,
-                server_properties={
-                    "product": "Leveret",
-                    "version": __version__,
-                    "platform": f"Python {platform.python_version()}",
-                    "copyright": "Leveret developers",
-                    "information": "An AMQP 0-9-1 broker in Python",
-                    "cluster_name": self.settings.cluster_name,
-                    "capabilities": SERVER_CAPABILITIES,
-                },
+                server_properties=server_properties(self.settings.cluster_name),
                 mechanisms="PLAIN AMQPLAIN",
                 locales="en_US",
             ),
@@ -580,24 +586,12 @@ class Connection(asyncio.BufferedProtocol):
                 return
             ch = channels.get(ch_id)
             if ch is None or ch.closing:
-                if ch_id == 0 and kind == EV_METHOD:
-                    self._connection_method(ev)
-                    continue
-                if ch is not None or ch_id in self.closing_channels:
-                    # after channel.close only close-ok (or close) counts on that channel
-                    if kind == EV_METHOD and ev[2] in (_CHANNEL_CLOSE_OK, _CHANNEL_CLOSE):
-                        self._channel_closed(ch_id, ev[2] == _CHANNEL_CLOSE)
-                    continue
-                if kind == EV_METHOD and ev[2] == _CHANNEL_OPEN and self.state == _OPEN:
-                    self._open_channel(ch_id)
-                    continue
-                if ch_id == 0:
-                    # RabbitMQ: "CHANNEL_ERROR - unexpected method in connection state running"
-                    raise ConnectionError_(CHANNEL_ERROR if kind == EV_METHOD else
-                                           UNEXPECTED_FRAME, "unexpected frame on channel 0")
-                if self.state != _OPEN:
-                    raise ConnectionError_(COMMAND_INVALID, "channel frame before connection.open")
-                raise ConnectionError_(CHANNEL_ERROR, f"expected 'channel.open' on channel {ch_id}")
+                try:
+                    self._frame_outside_channel(ch, ev)
+                except (ConnectionError_, FrameError) as exc:
+                    self._close_for(exc, ev)
+                    return
+                continue
             try:
                 if kind == EV_PUBLISH:
                     ch.on_publish(ev)
@@ -615,15 +609,47 @@ class Connection(asyncio.BufferedProtocol):
                     self._channel_method(ch, ev)
             except ChannelError as exc:
                 if exc.code in HARD_ERRORS:
-                    hard = ConnectionError_(exc.code, exc.text)
-                    hard.method, hard.channel = _method_name(ev), ch_id  # type: ignore[attr-defined]
-                    raise hard from None
+                    self._close_for(exc, ev)
+                    return
                 self._close_channel(ch, exc, ev)
-            except ConnectionError_ as exc:
-                if not hasattr(exc, "method"):  # for the log line
-                    exc.method, exc.channel = _method_name(ev), ch_id  # type: ignore[attr-defined]
-                raise
+            except (ConnectionError_, FrameError) as exc:
+                self._close_for(exc, ev)
+                return
         return
+
+    def _frame_outside_channel(self, ch: Channel | None, ev: tuple) -> None:
+        """A frame for channel 0, a closing channel or one not open."""
+        kind, ch_id = ev[0], ev[1]
+        if ch_id == 0 and kind == EV_METHOD:
+            self._connection_method(ev)
+            return
+        if ch is not None or ch_id in self.closing_channels:
+            # after channel.close only close-ok (or close) counts on that channel
+            if kind == EV_METHOD and ev[2] in (_CHANNEL_CLOSE_OK, _CHANNEL_CLOSE):
+                self._channel_closed(ch_id, ev[2] == _CHANNEL_CLOSE)
+            return
+        if kind == EV_METHOD and ev[2] == _CHANNEL_OPEN and self.state == _OPEN:
+            self._open_channel(ch_id)
+            return
+        no_method = None if kind in _METHOD_EVENTS else (0, 0)
+        if ch_id == 0:
+            # RabbitMQ: "CHANNEL_ERROR - unexpected method in connection state running"
+            raise ConnectionError_(CHANNEL_ERROR if kind == EV_METHOD else UNEXPECTED_FRAME,
+                                   "unexpected frame on channel 0", no_method)
+        if self.state != _OPEN:
+            raise ConnectionError_(COMMAND_INVALID, "channel frame before connection.open",
+                                   no_method)
+        raise ConnectionError_(CHANNEL_ERROR, "expected 'channel.open'", no_method)
+
+    def _close_for(self, exc: AMQPError | FrameError, ev: tuple) -> None:
+        """Close the connection for an error raised while handling ``ev``: connection.close
+        names the offending method's class and method ids, as RabbitMQ's does."""
+        if isinstance(exc, FrameError):
+            ids = _method_ids(ev)
+            self.close_with_error(exc.reply_code, exc.text, _name_of(*ids), ev[1], ids)
+        else:
+            ids = exc.method_ids or _method_ids(ev)
+            self.close_with_error(exc.code, exc.text, _name_of(*ids), ev[1], ids)
 
     def _channel_method(self, ch: Channel, ev: tuple) -> None:
         index = ev[2]
@@ -637,17 +663,18 @@ class Connection(asyncio.BufferedProtocol):
         if index == _CHANNEL_OPEN:
             raise ConnectionError_(CHANNEL_ERROR, "second 'channel.open' seen")
         if ch._pub is not None:
-            raise ConnectionError_(UNEXPECTED_FRAME, "expected content header")
+            raise ConnectionError_(UNEXPECTED_FRAME, "expected content header for class 60, "
+                                   "got non content header frame instead", _PUBLISH_IDS)
         method = frames.decode_method(index, ev[3])
         if index >> 16 == 10:
             raise ConnectionError_(COMMAND_INVALID, f"{method.name} on channel {ch.id}")
         ch.handle_method(method)
 
     def _close_channel(self, ch: Channel, exc: AMQPError, ev: tuple) -> None:
-        class_id, method_id = _method_ids(ev)
+        class_id, method_id = exc.method_ids or _method_ids(ev)
         log.error("Channel error on connection %s (%s), channel %d:\n"
                   "operation %s caused a channel exception %s: %s", self.pid,
-                  self._log_ids(with_name=False), ch.id, _method_name(ev),
+                  self._log_ids(with_name=False), ch.id, _name_of(class_id, method_id),
                   REPLY_NAMES.get(exc.code, str(exc.code)).lower(), exc.text,
                   extra={**self._log_fields(), "channel": ch.id, "code": exc.code})
         ch.closing = True
@@ -671,10 +698,7 @@ class Connection(asyncio.BufferedProtocol):
         self.send_method(ch_id, spec.Channel.OpenOk())
 
     def _connection_method(self, ev: tuple) -> None:
-        try:
-            method = frames.decode_method(ev[2], ev[3])
-        except FrameError as exc:
-            raise ConnectionError_(exc.reply_code, exc.text) from None
+        method = frames.decode_method(ev[2], ev[3])
         if isinstance(method, spec.Connection.CloseOk):
             if self.transport is not None:
                 self.transport.close()
@@ -682,11 +706,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         if isinstance(method, spec.Connection.Close):
             self._log_closing()
-            self.send_method(0, spec.Connection.CloseOk())
-            self._flush()
-            self.state = _CLOSED
-            if self.transport is not None:
-                self.transport.close()
+            self._closed_by_client()
             return
         if self.state >= _CLOSING:
             return
@@ -702,18 +722,33 @@ class Connection(asyncio.BufferedProtocol):
         elif self.state == _OPEN and isinstance(method, spec.Connection.UpdateSecret):
             self.send_method(0, spec.Connection.UpdateSecretOk())
         elif self.state == _OPEN:
-            raise ConnectionError_(CHANNEL_ERROR,
-                                   f"unexpected method {method.name} in connection state running")
+            raise ConnectionError_(CHANNEL_ERROR, "unexpected method in connection state running")
         else:
             raise ConnectionError_(COMMAND_INVALID, f"unexpected {method.name} on channel 0")
 
     # ------------------------------------------------------------------ closing
 
+    def _closed_by_client(self) -> None:
+        """connection.close from the client: close the channels and delete the exclusive
+        queues, answer close-ok, then leave the socket to the client. What still arrives is
+        discarded (amqplib flushes publishes around its close and would get EPIPE if the
+        socket were gone); a client that does not close it within the heartbeat timeout (at
+        most 30 s) is dropped. This is RabbitMQ's rabbit_reader:close_connection."""
+        self._release_all()
+        self.send_method(0, spec.Connection.CloseOk())
+        self._flush()
+        self.state = _CLOSED
+        if self._heartbeat_handle is not None:
+            self._heartbeat_handle.cancel()
+        grace = self.heartbeat if 0 < self.heartbeat < _CLOSING_TIMEOUT else _CLOSING_TIMEOUT
+        self._close_timer = self.loop.call_later(grace, self._abort_if_open)
+
     def close_with_error(self, code: int, text: str, method: str | None = "none",
-                         channel: int = 0) -> None:
+                         channel: int = 0, method_ids: tuple[int, int] = (0, 0)) -> None:
         """Send connection.close with ``code`` and stop handling anything but close-ok;
         ``method`` (``"basic.publish"``) and ``channel`` say what caused it, for the log
-        (method None: the caller logged it already)."""
+        (method None: the caller logged it already); ``method_ids``, the class and method
+        ids connection.close names."""
         if self.state >= _CLOSING or self.transport is None:
             return
         if method is not None:
@@ -726,11 +761,13 @@ class Connection(asyncio.BufferedProtocol):
         for ch in list(self.channels.values()):
             ch.release()
         self.send_method(0, spec.Connection.Close(
-            reply_code=code, reply_text=reply_text(code, text), class_id=0, method_id=0,
+            reply_code=code, reply_text=reply_text(code, text),
+            class_id=method_ids[0], method_id=method_ids[1],
         ))
         self._flush()
         # wait briefly for close-ok, then drop the socket (AMQP 0-9-1 section 2.2.4)
-        self.loop.call_later(self.settings.close_timeout, self._abort_if_open)
+        self._close_timer = self.loop.call_later(self.settings.close_timeout,
+                                                 self._abort_if_open)
 
     def _log_hard_error(self, code: int, text: str, method: str, channel: int) -> None:
         # RabbitMQ's wording (rabbit_reader): a vhost or permission refused at connection.open
@@ -778,12 +815,36 @@ class Connection(asyncio.BufferedProtocol):
             self.loop.call_soon(self._next_turn)
 
     def force_close(self, text: str = "broker forced connection closure with reason 'shutdown'"):
+        if self.state == _CLOSED:  # closed by the client already: no need to wait for it
+            self._abort_if_open()
+            return
         self.close_with_error(CONNECTION_FORCED, text)
+
+
+def server_properties(cluster_name: str) -> FieldTable:
+    """connection.start's server properties: RabbitMQ's, with the RabbitMQ version Leveret
+    follows, so that clients take their RabbitMQ code paths (kombu picks RabbitMQ's QoS
+    semantics by ``product``, Spring Boot's health check reports ``version``); Leveret names
+    itself in ``platform``, ``information`` and ``leveret_version``."""
+    return {
+        "product": "RabbitMQ",
+        "version": RABBITMQ_VERSION,
+        "platform": f"Leveret {__version__} on Python {platform.python_version()}",
+        "copyright": "Leveret developers",
+        "information": f"Leveret {__version__}, an AMQP 0-9-1 broker in Python that stands in "
+                       f"for RabbitMQ {RABBITMQ_VERSION}",
+        "cluster_name": cluster_name,
+        "capabilities": SERVER_CAPABILITIES,
+        "leveret_version": __version__,
+    }
 
 
 def _method_name(ev: tuple) -> str:
     """``basic.publish``: the method an event belongs to, as RabbitMQ's log names it."""
-    class_id, method_id = _method_ids(ev)
+    return _name_of(*_method_ids(ev))
+
+
+def _name_of(class_id: int, method_id: int) -> str:
     method: Any = INDEX_MAPPING.get(class_id << 16 | method_id)
     return method.name.lower() if method is not None else "none"
 
@@ -797,6 +858,10 @@ def _method_ids(ev: tuple) -> tuple[int, int]:
     return {EV_ACK: (60, 80), EV_NACK: (60, 120), EV_REJECT: (60, 90)}.get(kind, (0, 0))
 
 
+_PUBLISH_IDS = (60, 40)
+_METHOD_EVENTS = (EV_METHOD, EV_PUBLISH, EV_ACK, EV_NACK, EV_REJECT)
+# RabbitMQ's ?CLOSING_TIMEOUT: the longest a client may keep its socket after close-ok
+_CLOSING_TIMEOUT = 30
 _CHANNEL_OPEN = (20 << 16) | 10
 _CHANNEL_CLOSE = (20 << 16) | 40
 _CHANNEL_CLOSE_OK = (20 << 16) | 41

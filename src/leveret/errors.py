@@ -77,12 +77,18 @@ def reply_text(code: int, text: str) -> str:
 
 
 class AMQPError(Exception):
-    """A protocol error with an AMQP reply code."""
+    """A protocol error with an AMQP reply code.
 
-    def __init__(self, code: int, text: str) -> None:
+    ``method_ids`` is the (class id, method id) the close names; None means the method or
+    frame being handled when the error was raised (what RabbitMQ reports), ``(0, 0)`` none.
+    """
+
+    def __init__(self, code: int, text: str,
+                 method_ids: tuple[int, int] | None = None) -> None:
         super().__init__(code, text)
         self.code = code
         self.text = text
+        self.method_ids = method_ids
 
     @property
     def reply_text(self) -> str:

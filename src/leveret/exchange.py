@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Union
 
+from .errors import PRECONDITION_FAILED, ChannelError
+from .queue_args import amqp_type_name
 from .routing import HeadersMatcher, TopicTrie
 
 if TYPE_CHECKING:
@@ -82,6 +84,9 @@ class Exchange:
     def alternate_exchange(self) -> str | None:
         ae = self.arguments.get("alternate-exchange")
         return ae if isinstance(ae, str) else None
+
+    def validate_binding(self, arguments: dict[str, Any]) -> None:
+        """Refuse binding arguments this kind of exchange cannot use (406)."""
 
     def add_binding(self, binding: Binding) -> bool:
         if binding in self.bindings:
@@ -224,6 +229,23 @@ class HeadersExchange(Exchange):
         super().__init__(*args, **kwargs)
         self._matcher = HeadersMatcher()
 
+    def validate_binding(self, arguments: dict[str, Any]) -> None:
+        # RabbitMQ's rabbit_exchange_type_headers:validate_binding, with its texts
+        if "x-match" not in arguments:
+            return
+        value = arguments["x-match"]
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "surrogateescape")
+        if isinstance(value, str):
+            if value in X_MATCH_VALUES:
+                return
+            raise ChannelError(PRECONDITION_FAILED, f"Invalid x-match field value "
+                               f"{_erlang_binary(value)}; expected all, any, all-with-x, or "
+                               "any-with-x")
+        raise ChannelError(PRECONDITION_FAILED, f"Invalid x-match field type "
+                           f"{amqp_type_name(value)} (value {_erlang_term(value)}); expected "
+                           "longstr")
+
     def _bind(self, binding: Binding) -> None:
         self._matcher.bind(binding.arguments, binding.destination)
 
@@ -250,3 +272,22 @@ KINDS: dict[str, type[Exchange]] = {
     "topic": TopicExchange,
     "headers": HeadersExchange,
 }
+
+
+X_MATCH_VALUES = ("all", "any", "all-with-x", "any-with-x")
+
+
+def _erlang_binary(text: str) -> str:
+    """A binary as Erlang's ``~p`` prints it: ``<<"all">>``, or its bytes when not printable."""
+    raw = text.encode("utf-8", "surrogateescape")
+    if all(0x20 <= b < 0x7F for b in raw):
+        return '<<"' + raw.decode().replace("\\", "\\\\").replace('"', '\\"') + '">>'
+    return "<<" + ",".join(str(b) for b in raw) + ">>"
+
+
+def _erlang_term(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "undefined"
+    return str(value)

@@ -260,7 +260,8 @@ class VirtualHost:
         existing = self.queues.get(name)
         if existing is not None:
             self.get_queue(name, owner)  # exclusivity check (405)
-            if existing.exclusive_owner is None and exclusive:
+            # the exclusive flag must match even on the owning connection (RabbitMQ 3.x)
+            if (existing.exclusive_owner is None) == exclusive:
                 raise ChannelError(
                     RESOURCE_LOCKED,
                     f"cannot obtain exclusive access to locked {self._where('queue', name)}. It "
@@ -338,6 +339,7 @@ class VirtualHost:
             )
         if isinstance(destination, Exchange) and destination.name == "":
             raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        source.validate_binding(arguments or {})
         binding = Binding(destination, routing_key, dict(arguments or {}))
         if source.add_binding(binding) and self.store is not None:
             if source.durable and getattr(destination, "durable", False):
