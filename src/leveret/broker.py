@@ -90,10 +90,12 @@ class Broker:
     (None keeps everything in memory), ``heartbeat``, ``frame_max``, ``channel_max``,
     ``memory_high_watermark`` (bytes; 0 = none), ``memory_budget`` (bytes of durable queues'
     messages kept in memory when there is a ``data_dir``; the rest is paged out),
-    ``loopback_users`` (users who may log in only through a loopback address; default
-    ``["guest"]`` as RabbitMQ, ``[]`` lets everyone in from anywhere), ``loop`` (``uvloop`` or
-    ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always uses the caller's
-    loop).
+    ``max_message_size`` (bytes: a larger message body is refused with 406),
+    ``consumer_timeout`` (ms a delivery may wait for its ack before its channel is closed;
+    None or 0: none), ``loopback_users`` (users who may log in only through a loopback
+    address; default ``["guest"]`` as RabbitMQ, ``[]`` lets everyone in from anywhere),
+    ``loop`` (``uvloop`` or ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()``
+    always uses the caller's loop).
 
     The methods run on the broker's event loop: call them from that loop (``async with``), or
     use ``Broker.in_thread()``, whose same-named methods are safe from any thread.
@@ -118,6 +120,8 @@ class Broker:
         memory_high_watermark: int = 0,
         memory_budget: int = 128 * 1024 * 1024,
         loopback_users: list[str] | None = None,
+        max_message_size: int = 128 * 1024 * 1024,
+        consumer_timeout: int | None = 30 * 60 * 1000,
         loop: str = "uvloop",
         settings: Settings | None = None,
     ) -> None:
@@ -136,6 +140,8 @@ class Broker:
                 channel_max=channel_max,
                 memory_high_watermark=memory_high_watermark,
                 memory_budget=memory_budget,
+                max_message_size=max_message_size,
+                consumer_timeout=consumer_timeout,
                 loop=loop,
             )
             if loopback_users is not None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 
 from . import frames
+from .ack_timeout import AckTimeouts
 from .acks import DeliveryTags, UnknownDeliveryTag
 from .confirms import Confirms
 from .errors import (
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 _encode_deliver = frames.encode_deliver
 
+# RabbitMQ's ?MAX_MSG_SIZE: the most max_message_size may be
+MAX_MESSAGE_SIZE = 512 * 1024 * 1024
 # RabbitMQ's texts for frames out of order (rabbit_command_assembler)
 _EXPECTED_METHOD = "expected method frame, got non method frame instead"
 _EXPECTED_HEADER = "expected content header for class 60, got non content header frame instead"
@@ -77,6 +80,9 @@ class Channel:
         self._header: tuple | None = None
         self._chunks: list[bytes] = []
         self._received = 0
+        # RabbitMQ caps max_message_size at 512 MiB (rabbit_channel:get_max_message_size)
+        self.max_message_size = min(connection.settings.max_message_size, MAX_MESSAGE_SIZE)
+        self.ack_timeouts = AckTimeouts(self, connection.settings.consumer_timeout)
 
     # ------------------------------------------------------------------ delivery side
 
@@ -92,6 +98,8 @@ class Channel:
         else:
             tag = self.tags.push((queue, entry, consumer))
             self.unacked += 1
+            if self.ack_timeouts.idle:
+                self.ack_timeouts.start(queue)
         conn = self.conn
         _encode_deliver(conn.out, self.id, consumer.tag, tag, entry.redelivered, msg.exchange,
                         msg.routing_key, msg.raw_props, msg.body, conn.frame_max)
@@ -124,6 +132,13 @@ class Channel:
         if ev[2] != 60:
             raise ConnectionError_(UNEXPECTED_FRAME, "expected content header for class 60, "
                                    f"got one for class {ev[2]} instead")
+        if ev[3] > self.max_message_size:
+            # refused before any of the body is buffered (what follows on this channel is
+            # dropped while it closes); RabbitMQ sends the same 406 once the body is in
+            limit = self.max_message_size
+            raise ChannelError(PRECONDITION_FAILED, f"message size {ev[3]} is larger than "
+                               f"{'max' if limit == MAX_MESSAGE_SIZE else 'configured max'} "
+                               f"size {limit}")
         self._header = ev
         self._body_size = ev[3]
         if ev[3] == 0:
@@ -330,6 +345,7 @@ class Channel:
         if not self.open:
             return
         self.open = False
+        self.ack_timeouts.stop()
         # requeue before the consumers go, as RabbitMQ does: a consumer taking over (single
         # active consumer) gets the requeued messages first, in their original order
         items = self.tags.pop_all()
@@ -517,6 +533,8 @@ class Channel:
             # outside any prefetch limit: RabbitMQ does not count basic.get against basic.qos
             tag = self.tags.push((q, entry, None))
             q.unacked += 1
+            if self.ack_timeouts.idle:
+                self.ack_timeouts.start(q)
         msg = entry.message
         conn = self.conn
         frames.encode_get_ok(conn.out, self.id, tag, entry.redelivered, msg.exchange,

@@ -127,6 +127,8 @@ DEFAULTS: dict[str, Any] = {
     "channel_max": 2047,
     "memory_high_watermark": 0,
     "memory_budget": 128 * 1024 * 1024,
+    "max_message_size": 128 * 1024 * 1024,  # RabbitMQ 3.10's default
+    "consumer_timeout": 30 * 60 * 1000,  # ms, RabbitMQ's default
     "log_level": "info",
     "log_format": "text",
     "loop": "uvloop",
@@ -190,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget", type=byte_size,
                    help="with a data dir: bytes of durable queues' messages kept in memory; the "
                         "rest waits on disk and is read back in turn (default 128 MiB)")
+    p.add_argument("--max-message-size", type=byte_size, metavar="SIZE",
+                   help="largest message body accepted, e.g. 16MiB (RabbitMQ's "
+                        "max_message_size; default 128 MiB, at most 512 MiB)")
+    p.add_argument("--consumer-timeout", type=int, metavar="MS",
+                   help="close a channel whose delivery waits longer than this for its ack "
+                        "(RabbitMQ's consumer_timeout; default 1800000 = 30 min; 0 = off)")
     p.add_argument("--log-level", type=log_level_name, metavar="LEVEL",
                    help="debug, info (default), warning, error, critical, none")
     p.add_argument("--log-format", type=log_format_name, metavar="FORMAT",
@@ -376,6 +384,8 @@ def _run(args: argparse.Namespace) -> int:
         memory_high_watermark=args.memory_high_watermark,
         memory_budget=args.memory_budget,
         loopback_users=args.loopback_users,
+        max_message_size=args.max_message_size,
+        consumer_timeout=args.consumer_timeout,
         data_dir=data_dir,
         loop=args.loop,
     )

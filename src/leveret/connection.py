@@ -670,6 +670,17 @@ class Connection(asyncio.BufferedProtocol):
             raise ConnectionError_(COMMAND_INVALID, f"{method.name} on channel {ch.id}")
         ch.handle_method(method)
 
+    def close_channel(self, ch: Channel, exc: AMQPError) -> None:
+        """Close ``ch`` for ``exc`` outside any client method (consumer_timeout); a hard
+        error's code closes the connection."""
+        if ch.closing or not ch.open or self.state >= _CLOSING:
+            return
+        if exc.code in HARD_ERRORS:
+            ids = exc.method_ids or (0, 0)
+            self.close_with_error(exc.code, exc.text, _name_of(*ids), ch.id, ids)
+            return
+        self._close_channel(ch, exc, ())
+
     def _close_channel(self, ch: Channel, exc: AMQPError, ev: tuple) -> None:
         class_id, method_id = exc.method_ids or _method_ids(ev)
         log.error("Channel error on connection %s (%s), channel %d:\n"

@@ -32,6 +32,7 @@ class QueueOptions:
     overflow: str = "drop-head"
     max_priority: int | None = None
     single_active_consumer: bool = False
+    consumer_timeout: int | None = None  # ms, x-consumer-timeout (RabbitMQ 3.12+)
 
     @property
     def plain(self) -> bool:
@@ -126,8 +127,13 @@ def parse_queue_arguments(arguments: dict[str, Any], queue: str, vhost: str) -> 
     # quorum and stream queues are accepted and behave as classic queues: enough for development
     if qtype is not None and qtype not in ("classic", "quorum", "stream"):
         raise fail("x-queue-type", f"\"unsupported queue type '{qtype}'\"")
+    # x-consumer-timeout (RabbitMQ 3.12+) is not validated there: a value that is not an
+    # integer is ignored (rabbit_channel only applies integer timeouts)
+    consumer_timeout = arguments.get("x-consumer-timeout")
+    if isinstance(consumer_timeout, bool) or not isinstance(consumer_timeout, int):
+        consumer_timeout = None
     return QueueOptions(ttl, expires, dlx, dlrk, max_length, max_bytes, overflow, max_priority,
-                        sac)
+                        sac, consumer_timeout=consumer_timeout)
 
 
 def parse_expiration(value: str) -> int:

@@ -35,6 +35,12 @@ class Settings:
     # with a data_dir: bytes of ready messages of durable queues kept in memory (bodies and
     # properties plus ~320 a message); past it they wait on disk and are read back in turn
     memory_budget: int = 128 * 1024 * 1024
+    # the largest message body a publisher may send (RabbitMQ's max_message_size, bytes; 3.10's
+    # default 128 MiB, at most 512 MiB): larger is refused at its content header (406)
+    max_message_size: int = 128 * 1024 * 1024
+    # ms a delivery may wait for its acknowledgement before its channel is closed with 406
+    # (RabbitMQ's consumer_timeout, 30 minutes by default); None or 0: no limit
+    consumer_timeout: int | None = 30 * 60 * 1000
     loop: str = "uvloop"
 
 
