@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands as spec
 
-from . import frames
+from . import direct_reply, frames
 from .ack_timeout import AckTimeouts
 from .acks import DeliveryTags, UnknownDeliveryTag
 from .confirms import Confirms
@@ -74,6 +74,7 @@ class Channel:
         self.tx: list[tuple] | None = None  # pending publishes and acks in tx mode
         self._tx_settled: set[int] = set()  # tags acked/nacked by the pending transaction
         self.last_queue = ""
+        self.reply_consumer: direct_reply.ReplyConsumer | None = None  # amq.rabbitmq.reply-to
         # publish assembly
         self._pub: tuple | None = None
         self._body_size = 0
@@ -175,6 +176,8 @@ class Channel:
         if exchange is None or self.publish_allowed.get(ex_name) is not exchange:
             exchange = self._authorize_publish(ex_name, pub[3])
         msg = Message(ex_name, pub[3], header[4], body, header[5], header[6], header[7])
+        if direct_reply.may_rewrite(header[4]):
+            direct_reply.rewrite_reply_to(self, msg)
         if header[7] is not None:
             msg.ttl = parse_expiration(header[7])
         self.conn.check_user_id(msg)
@@ -346,6 +349,8 @@ class Channel:
             return
         self.open = False
         self.ack_timeouts.stop()
+        if self.reply_consumer is not None:
+            direct_reply.release(self)
         # requeue before the consumers go, as RabbitMQ does: a consumer taking over (single
         # active consumer) gets the requeued messages first, in their original order
         items = self.tags.pop_all()
@@ -430,6 +435,9 @@ class Channel:
             self.send(spec.Exchange.UnbindOk())
 
     def _queue_declare(self, m: spec.Queue.Declare) -> None:
+        if m.queue.startswith(direct_reply.REPLY_QUEUE):
+            direct_reply.declare(self, m)
+            return
         q, _ = self.vhost.declare_queue(m.queue, self.conn, m.passive, m.durable, m.exclusive,
                                         m.auto_delete, m.arguments or {}, self.authz)
         self.last_queue = q.name
@@ -441,6 +449,7 @@ class Channel:
                                            consumer_count=consumers))
 
     def _queue_bind(self, m: spec.Queue.Bind) -> None:
+        direct_reply.refuse_binding(m.queue)
         name = self._queue_name(m.queue)
         routing_key = m.routing_key if (m.queue or m.routing_key) else name
         self._authorize_binding("queue", name, m.exchange, routing_key)
@@ -451,6 +460,7 @@ class Channel:
             self.send(spec.Queue.BindOk())
 
     def _queue_unbind(self, m: spec.Queue.Unbind) -> None:
+        direct_reply.refuse_binding(m.queue)
         name = self._queue_name(m.queue)
         routing_key = m.routing_key if (m.queue or m.routing_key) else name
         self._authorize_binding("queue", name, m.exchange, routing_key)
@@ -494,6 +504,9 @@ class Channel:
         self._kick()
 
     def _basic_consume(self, m: spec.Basic.Consume) -> None:
+        if m.queue == direct_reply.REPLY_QUEUE:
+            direct_reply.consume(self, m)
+            return
         if m.consumer_tag and m.consumer_tag in self.consumers:
             raise ConnectionError_(NOT_ALLOWED, f"attempt to reuse consumer tag "
                                                 f"'{m.consumer_tag}'")
@@ -513,6 +526,9 @@ class Channel:
     def _basic_cancel(self, m: spec.Basic.Cancel) -> None:
         # pamqp types it Optional for its constructor; decoded from the wire it is a str
         assert m.consumer_tag is not None
+        if self.reply_consumer is not None and m.consumer_tag == self.reply_consumer.tag:
+            direct_reply.cancel(self, m)
+            return
         consumer = self.consumers.pop(m.consumer_tag, None)
         if not m.nowait:
             self.send(spec.Basic.CancelOk(consumer_tag=m.consumer_tag))

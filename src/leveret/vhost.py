@@ -25,6 +25,7 @@ from .queue_types import new_queue, parse_declare
 from .stream_args import is_stream
 
 if TYPE_CHECKING:
+    from .direct_reply import ReplyConsumer
     from .message import Message
     from .permissions import Authorizer
     from .store import Store
@@ -75,6 +76,8 @@ class VirtualHost:
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.queue_factory: Callable[..., Queue] = new_queue
+        # direct reply-to: each channel's reply consumer by its address (direct_reply.py)
+        self.reply_consumers: dict[str, ReplyConsumer] = {}
         for ename, kind in PREDECLARED:
             self.exchanges[ename] = KINDS[kind](ename, durable=True)
         self.default_exchange = self.exchanges[""]
@@ -357,7 +360,7 @@ class VirtualHost:
 
     # ------------------------------------------------------------------ routing
 
-    def route(self, exchange: Exchange, message: Message) -> list[Queue]:
+    def route(self, exchange: Exchange, message: Message) -> list[Queue | ReplyConsumer]:
         """The queues a message published to ``exchange`` reaches, each once.
 
         Follows exchange-to-exchange bindings (each exchange visited once, so binding loops
@@ -368,6 +371,9 @@ class VirtualHost:
             return self._route_all_keys(exchange, message)
         if exchange is self.default_exchange:
             q = self.queues.get(message.routing_key)
+            if q is None and self.reply_consumers:  # a direct reply-to address
+                reply = self.reply_consumers.get(message.routing_key)
+                return [reply] if reply is not None else []
             return [q] if q is not None else []
         dests = exchange.route(message)
         if len(dests) == 1 and isinstance(dests[0], Queue):
@@ -378,12 +384,21 @@ class VirtualHost:
         self._collect(exchange, message, queues, {id(exchange)}, dests)
         return list(queues.values())
 
-    def _route_all_keys(self, exchange: Exchange, message: Message) -> list[Queue]:
+    def _default_route(self, key: str) -> Queue | ReplyConsumer | None:
+        """The default exchange: the queue named ``key``, or a direct reply-to address (a
+        reply goes straight to its requester's consumer, as RabbitMQ's route does)."""
+        q = self.queues.get(key)
+        if q is None and self.reply_consumers:
+            return self.reply_consumers.get(key)
+        return q
+
+    def _route_all_keys(self, exchange: Exchange,
+                        message: Message) -> list[Queue | ReplyConsumer]:
         if exchange is self.default_exchange:
             # every key names a queue (RabbitMQ's default exchange takes them all)
-            found: dict[int, Queue] = {}
+            found: dict[int, Queue | ReplyConsumer] = {}
             for key in (message.routing_key, *message.extra_routing_keys):
-                q = self.queues.get(key)
+                q = self._default_route(key)
                 if q is not None:
                     found.setdefault(id(q), q)
             return list(found.values())
