@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -131,13 +132,64 @@ def test_damaged_tail_is_recovered_up_to_the_damage(tmp_path, caplog):
 
 
 def test_damaged_definitions_do_not_prevent_start(tmp_path, caplog):
+    """A damaged record in the middle of the journal is skipped (the ones after it are kept);
+    a record cut short at its end (a crash in the middle of a write) is dropped."""
     with Broker.in_thread(data_dir=str(tmp_path)) as broker:
-        connect(broker).channel().queue_declare("q", durable=True)
-    (tmp_path / "definitions.json").write_text("{not json")
-    with caplog.at_level(logging.ERROR, logger="leveret.store"):
+        ch = connect(broker).channel()
+        for name in ("q1", "q2", "q3"):
+            ch.queue_declare(name, durable=True)
+    journal = tmp_path / "definitions.log"
+    data = journal.read_bytes()
+    at = data.index(b'"name":"q2"')
+    journal.write_bytes(data[:at] + b'"name":"qX"' + data[at + 11:]
+                        + b'0badc0de {"t":"queue","vhost":"/","na')
+    with caplog.at_level(logging.WARNING, logger="leveret.store"):
         with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+            assert sorted(q.name for q in broker.queues()) == ["q1", "q3"]
+            connect(broker).channel().queue_declare("q4", durable=True)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("1 damaged record(s) skipped" in m for m in messages)
+    assert any("unfinished record" in m for m in messages)
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:  # appends after the cut are read
+        assert sorted(q.name for q in broker.queues()) == ["q1", "q3", "q4"]
+
+
+def test_a_format_2_data_dir_is_converted(tmp_path, caplog):
+    """definitions.json (format 2) moves into the journal; a damaged one is set aside."""
+    from leveret.store.definitions import table_out
+
+    (tmp_path / "VERSION").write_text("leveret-store 2\n")
+    (tmp_path / "definitions.json").write_text(json.dumps({"version": 1, "vhosts": {
+        "/": {"exchanges": [{"name": "orders", "type": "topic", "auto_delete": False,
+                             "internal": False, "arguments": table_out({})}],
+              "queues": [{"name": "kept", "auto_delete": False,
+                          "arguments": table_out({"x-max-length": 7})}],
+              "bindings": [{"source": "orders", "destination_type": "queue",
+                            "destination": "kept", "routing_key": "order.#",
+                            "arguments": table_out({})}]},
+        "other": {"exchanges": [], "queues": [], "bindings": []}}}))
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        assert broker.queue("kept").arguments == {"x-max-length": 7}
+        assert sorted(broker.vhost_names()) == ["/", "other"]
+        conn = connect(broker)
+        conn.channel().basic_publish("orders", "order.1", b"routed")
+        assert broker.wait_for_messages("kept", 1).messages == 1
+        # a data dir from before users were kept: the default user may use its vhosts
+        pika.BlockingConnection(pika.URLParameters(broker.url_for("other"))).close()
+        conn.close()
+    assert (tmp_path / "VERSION").read_text() == "leveret-store 3\n"
+    assert not (tmp_path / "definitions.json").exists()
+    with Broker.in_thread(data_dir=str(tmp_path)) as broker:
+        assert broker.queue("kept").arguments == {"x-max-length": 7}
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "VERSION").write_text("leveret-store 2\n")
+    (damaged / "definitions.json").write_text("{not json")
+    with caplog.at_level(logging.ERROR, logger="leveret.store"):
+        with Broker.in_thread(data_dir=str(damaged)) as broker:
             assert broker.queues() == []
     assert any("damaged" in r.getMessage() for r in caplog.records)
+    assert (damaged / "definitions.json.damaged").exists()
 
 
 def test_segments_roll_and_dead_ones_are_deleted(tmp_path, monkeypatch):

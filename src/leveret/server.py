@@ -116,8 +116,8 @@ class Server:
                 conn.force_close(f"vhost '{name}' is deleted")
         for queue in list(vhost.queues.values()):
             vhost.delete_queue(queue)
-        if self.store is not None:
-            self.store.delete_vhost(name)  # its durable exchanges must not come back either
+        # the store follows the access model itself: the vhost's record goes, and with it
+        # every durable definition in it
 
     # ------------------------------------------------------------------ connections
 

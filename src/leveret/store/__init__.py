@@ -1,13 +1,15 @@
 """Durable definitions and persistent messages, kept in a data directory.
 
-What is kept: durable exchanges, durable queues and the bindings between durable ends
-(``definitions.json``, see ``definitions.py``), and persistent messages (delivery_mode 2) in
-durable queues (``messages/``, see ``records.py`` for the format and ``messages.py`` for how it
-is written). Transient entities and messages are never restored.
+What is kept: vhosts, users, permissions, durable exchanges, durable queues and the bindings
+between durable ends (``definitions.log``, a journal: see ``definitions.py`` and
+``journal.py``), and persistent messages (delivery_mode 2) in durable queues (``messages/``,
+see ``records.py`` for the format and ``messages.py`` for how it is written). Transient
+entities and messages are never restored.
 
-    DIR/VERSION            "leveret-store 2": another version is refused, not converted
+    DIR/VERSION            "leveret-store 3"; a format-2 directory is converted (its
+                           definitions.json moves into the journal), any other is refused
     DIR/LOCK               flock()ed while a broker uses the directory
-    DIR/definitions.json
+    DIR/definitions.log
     DIR/messages/NNNNNNNN.log     message records, append-only, CRC-checked
     DIR/messages/NNNNNNNN.marks   acks and deliveries of that segment's messages
     DIR/messages/CLEAN            present only between a clean shutdown and the next start
@@ -41,7 +43,9 @@ log = logging.getLogger("leveret.store")
 __all__ = ["DEFAULT_BUDGET", "STORE_VERSION", "Store", "StoreError", "attach_store",
            "default_data_dir"]
 
-STORE_VERSION = "leveret-store 2"
+STORE_VERSION = "leveret-store 3"
+# format 2 kept definitions in definitions.json; its message log is format 3's
+_CONVERTIBLE = ("leveret-store 2",)
 
 
 class StoreError(Exception):
@@ -71,9 +75,12 @@ class Store(MessageLog):
             raise StoreError(f"data directory {root} is in use by another leveret") from None
         try:
             version = root / "VERSION"
+            self._convert = False
             if version.exists():
                 found = version.read_text().strip()
-                if found != STORE_VERSION:
+                if found in _CONVERTIBLE:
+                    self._convert = True
+                elif found != STORE_VERSION:
                     raise StoreError(f"data directory {root} holds '{found}', this leveret "
                                      f"reads '{STORE_VERSION}': use another --data-dir")
             else:
@@ -83,7 +90,7 @@ class Store(MessageLog):
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self.definitions = Definitions(root / "definitions.json")
+        self.definitions = Definitions(root)
         # told before the message log closes (streams and delayed messages write their own)
         self.on_close: list[Callable[[], None]] = []
 
@@ -106,14 +113,18 @@ class Store(MessageLog):
     def delete_binding(self, vhost: VirtualHost, src: Exchange, b: Binding) -> None:
         self.definitions.delete_binding(vhost, src, b)
 
-    def delete_vhost(self, name: str) -> None:
-        self.definitions.delete_vhost(name)
+    def access_changed(self, kind: str, key: tuple[str, ...], record: object | None) -> None:
+        """Users, vhosts and permissions (``auth.AccessListener``)."""
+        self.definitions.access_changed(kind, key, record)
 
     def recover(self, server: Server) -> None:
         """Recreate durable definitions and persistent messages into ``server``."""
         self.loop = server.loop
         self.definitions.recover(server)
         recover_messages(self, server)
+        if self._convert:
+            atomic_write(self.root / "VERSION", STORE_VERSION + "\n")
+            self._convert = False
 
     def close(self) -> None:
         """Write everything, mark the shutdown clean, release the directory."""
@@ -121,6 +132,7 @@ class Store(MessageLog):
             return
         self._close_others()
         self.close_log()
+        self.definitions.close()
         try:
             if self._failing:
                 return  # something was not written: the next start recovers as from a crash
@@ -136,6 +148,7 @@ class Store(MessageLog):
         if not self._closed:
             self._close_others()
             self.close_log()
+            self.definitions.close()
             os.close(self._lock_fd)
 
     def _close_others(self) -> None:
@@ -158,6 +171,7 @@ def attach_store(server: Server, data_dir: str) -> Store:
         for vhost in server.vhosts.values():
             vhost.store = store
         store.recover(server)
+        server.access.subscribe(store)  # users, vhosts, permissions from now on
     except BaseException:
         store.abandon()
         server.store = None
