@@ -432,6 +432,11 @@ MALFORMED = {
     "timestamp value past 9999": (_props(0x2000, u32(11) + b"\x01aT"
                                          + struct.pack(">Q", 2**63)), 1, K.FRAME_ERROR),
     "tables nested 65 deep": (header_frame(1, _nested(65, b"F")), 1, K.FRAME_ERROR),
+    # bytes after the property list would be passed on to consumers verbatim
+    "header: a byte after no properties": (_props(0, b"\x00"), 1, K.FRAME_ERROR),
+    "header: bytes after the properties": (_props(0x8000, b"\x04text" + b"JUNK"), 1,
+                                           K.FRAME_ERROR),
+    "header: bytes after the headers table": (_props(0x2000, u32(0) + b"x"), 1, K.FRAME_ERROR),
     "arrays nested 65 deep": (header_frame(1, _nested(65, b"A")), 1, K.FRAME_ERROR),
 }
 
@@ -708,3 +713,10 @@ def test_no_extensions_selects_pure():
         [sys.executable, "-c", "import leveret.frames as f; print(f.IMPLEMENTATION)"],
         env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["py"]
+
+
+@pytest.mark.parametrize("raw", [b"\x00\x00\x00", b"\x80\x00\x04textJ",
+                                 b"\x20\x00" + u32(0) + b"x"])
+def test_decode_properties_refuses_bytes_after_the_list(codec, raw):
+    with pytest.raises(K.FrameError):
+        codec.decode_properties(raw)

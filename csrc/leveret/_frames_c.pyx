@@ -347,6 +347,9 @@ def decode_properties(raw):
             props[_PROP_NAMES[i]] = _timestamp(c)
         else:
             props[_PROP_NAMES[i]] = _shortstr(c)
+    if c.pos != c.end:
+        raise FrameError(FRAME_ERROR, f"content header has {c.end - c.pos} bytes after its "
+                                      "property list")
     return props
 
 
@@ -397,6 +400,10 @@ cdef object _header_event(int channel, const unsigned char* p, Py_ssize_t size):
             if i == 7:
                 expiration = PyUnicode_DecodeUTF8(<const char*>(q + pos + 1), k, NULL)
             pos += 1 + k
+    if pos != n:
+        # the property list must fill the frame: bytes after it would reach consumers verbatim
+        return (EV_ERROR, channel, FRAME_ERROR,
+                f"content header has {n - pos} bytes after its property list")
     raw = PyBytes_FromStringAndSize(<const char*>q, n)
     return (EV_HEADER, channel, class_id, body_size, raw, delivery_mode, priority, expiration)
 

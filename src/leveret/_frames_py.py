@@ -225,6 +225,10 @@ def _walk_properties(raw: bytes, build: bool) -> tuple[dict[str, Any], int, int,
                 expiration = value
         if build:
             props[name] = value
+    if r.pos != r.end:
+        # the property list must fill the frame: bytes after it would reach consumers verbatim
+        raise FrameError(FRAME_ERROR, f"content header has {r.end - r.pos} bytes after its "
+                                      "property list")
     return props, delivery_mode, priority, expiration
 
 

@@ -445,8 +445,10 @@ class Channel:
             self.conn.exclusive_queues.add(q.name)
         if not m.nowait:
             messages, consumers = q.declare_ok_counts()
-            self.send(spec.Queue.DeclareOk(queue=q.name, message_count=messages,
-                                           consumer_count=consumers))
+            # not pamqp's DeclareOk: it refuses names RabbitMQ takes ("f{", "ключ")
+            conn = self.conn
+            frames.encode_queue_declare_ok(conn.out, self.id, q.name, messages, consumers)
+            conn.want_flush()
 
     def _queue_bind(self, m: spec.Queue.Bind) -> None:
         direct_reply.refuse_binding(m.queue)

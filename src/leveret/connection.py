@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 from pamqp.commands import INDEX_MAPPING
 
-from . import RABBITMQ_VERSION, __version__, frames
+from . import RABBITMQ_VERSION, __version__, frames, methods
 from .channel import Channel
 from .errors import (
     ACCESS_REFUSED,
@@ -111,7 +111,9 @@ class Connection(asyncio.BufferedProtocol):
         self.writable = True
         self._flush_scheduled = False
         self._confirm_channels: set[Channel] = set()
-        self.frame_max = self.settings.frame_max
+        # until connection.tune-ok, frames are at most 4096 bytes, as RabbitMQ takes them
+        # (rabbit_reader: frame_too_large): an unauthenticated peer cannot send more at once
+        self.frame_max = frames.FRAME_MIN_SIZE
         self.channel_max = self.settings.channel_max
         self.heartbeat = 0
         self.channels: dict[int, Channel] = {}
@@ -470,13 +472,10 @@ class Connection(asyncio.BufferedProtocol):
                 return None, None
             return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
         if mechanism == "AMQPLAIN":
-            # the response is a field table without its length prefix
-            table_bytes = len(raw).to_bytes(4, "big") + raw
+            # the response is a field table without its length prefix (bounded as any table)
             try:
-                from pamqp import decode
-
-                _, table = decode.field_table(table_bytes)
-            except Exception:
+                table = methods.decode_table_entries(raw)
+            except FrameError:
                 return None, None
             login, password = table.get("LOGIN"), table.get("PASSWORD")
             if isinstance(login, bytes):
