@@ -381,3 +381,46 @@ def test_a_remembered_publish_check_does_not_outlive_its_exchange(restricted):
     assert info.value.reply_text == ("ACCESS_REFUSED - access to topic 'other.key' in exchange "
                                      "'app.x' in vhost '/' refused for user 'app'")
     conn.close()
+
+
+def _publish_as(port: int, user: str, vhost: str, user_id: str) -> object:
+    conn = pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", port, vhost, pika.PlainCredentials(user, "pw")))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    try:
+        ch.basic_publish("amq.direct", "nowhere", b"x", pika.BasicProperties(user_id=user_id))
+        outcome: object = "ok"
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        outcome = (exc.reply_code, exc.reply_text)
+    conn.close()
+    return outcome
+
+
+def test_only_an_impersonator_may_publish_as_someone_else():
+    """rabbitmq.com/docs/validated-user-id: the impersonator tag lifts the user_id check;
+    the same on the local RabbitMQ when it is there."""
+    user, vhost = names()
+    plain = user + "-plain"
+    with Broker.in_thread() as broker:
+        broker.call(lambda: broker.broker.access.add_vhost(vhost))
+        for name, tags in ((user, ["impersonator"]), (plain, [])):
+            broker.add_user(name, "pw", tags=tags)
+            broker.set_permissions(name, vhost)
+        ours = [_publish_as(broker.port, u, vhost, "someone-else") for u in (user, plain)]
+    assert ours == ["ok", (406, f"PRECONDITION_FAILED - user_id property set to 'someone-else' "
+                                f"but authenticated user was '{plain}'")]
+    if not rabbitmq_available() or rabbitmq_api("GET", "/whoami")[0] != 200:
+        return
+    rabbitmq_api("PUT", f"/vhosts/{vhost}", {})
+    try:
+        for name, tags in ((user, "impersonator"), (plain, "")):
+            rabbitmq_api("PUT", f"/users/{name}", {"password": "pw", "tags": tags})
+            rabbitmq_api("PUT", f"/permissions/{vhost}/{name}",
+                         {"configure": ".*", "write": ".*", "read": ".*"})
+        rabbit = [_publish_as(5672, u, vhost, "someone-else") for u in (user, plain)]
+    finally:
+        for name in (user, plain):
+            rabbitmq_api("DELETE", f"/users/{name}")
+        rabbitmq_api("DELETE", f"/vhosts/{vhost}")
+    assert ours == rabbit

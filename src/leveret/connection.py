@@ -537,9 +537,15 @@ class Connection(asyncio.BufferedProtocol):
         if len(raw) < 2 or not raw[1] & 0x10:  # user_id is property bit 4
             return
         uid = msg.properties.get("user_id")
-        if uid is not None and uid != self.user:
+        if uid is not None and uid != self.user and not self._impersonator():
             raise ChannelError(PRECONDITION_FAILED, f"user_id property set to '{uid}' but "
                                                     f"authenticated user was '{self.user}'")
+
+    def _impersonator(self) -> bool:
+        """A user tagged ``impersonator`` may publish with any user_id (rabbit_channel:
+        check_user_id_header)."""
+        user = self.server.access.user(self.user)
+        return user is not None and "impersonator" in user.tags
 
     # ------------------------------------------------------------------ heartbeats
 
