@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import aio_pika
+import aio_pika.patterns
 import pika
 import pika.exceptions
 import pytest
@@ -97,6 +98,25 @@ async def test_aio_pika_teardown_after_auto_delete_queue_went(target):
     await queue.cancel(tag)  # last consumer gone: the queue is deleted
     await queue.unbind(ex, "k")  # unbind-ok, the channel stays open
     assert not ch.is_closed
+    await conn.close()
+
+
+async def test_aio_pika_rpc_pattern_round_trip_and_close(target):
+    """aio_pika.patterns.RPC end to end: a headers binding with x-match any, an exclusive
+    no-ack consumer, then close(): cancel (the auto-delete result queue goes), unbind from the
+    auto-delete exchange that went with it, delete. Each step must be answered -ok."""
+    conn = await aio_pika.connect(target.url)
+    channel = await conn.channel()
+    rpc = await aio_pika.patterns.RPC.create(channel)
+
+    async def multiply(*, x: int, y: int) -> int:
+        return x * y
+
+    await rpc.register(unique("multiply"), multiply, auto_delete=True)
+    name = next(iter(rpc.routes))
+    assert await asyncio.wait_for(rpc.call(name, kwargs={"x": 6, "y": 7}), 10) == 42
+    await rpc.close()
+    assert not channel.is_closed
     await conn.close()
 
 
