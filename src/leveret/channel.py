@@ -310,12 +310,14 @@ class Channel:
     def reject(self, tag: int, multiple: bool, requeue: bool) -> None:
         items = self._settle(tag, multiple)
         self.unacked -= sum(1 for item in items if item[2] is not None)
-        self._return_items(items, requeue, "rejected")
+        self._return_items(items, requeue, "rejected", explicit=True)
         if self.prefetch_channel or not requeue:
             self._kick()
 
-    def _return_items(self, items: list[tuple], requeue: bool, reason: str) -> None:
-        """Requeue (at original positions) or dead-letter delivered items, grouped by queue."""
+    def _return_items(self, items: list[tuple], requeue: bool, reason: str,
+                      explicit: bool = False) -> None:
+        """Requeue (at original positions) or dead-letter delivered items, grouped by queue;
+        ``explicit``: returned by a nack, reject or recover, not by the channel closing."""
         by_queue: dict[int, tuple[Queue, list[QueueEntry], list[Consumer | None]]] = {}
         for queue, entry, consumer in items:
             group = by_queue.get(id(queue))
@@ -325,7 +327,7 @@ class Channel:
             group[2].append(consumer)
         for queue, entries, consumers in by_queue.values():
             if requeue:
-                queue.requeue(entries, consumers)
+                queue.requeue(entries, consumers, explicit)
             else:
                 for entry, consumer in zip(entries, consumers):
                     queue.discard(entry, consumer, reason)
@@ -567,7 +569,7 @@ class Channel:
             raise ConnectionError_(NOT_IMPLEMENTED, "requeue=false")
         items = self.tags.pop_all()
         self.unacked = 0
-        self._return_items(items, True, "")
+        self._return_items(items, True, "", explicit=True)
         if isinstance(m, spec.Basic.Recover):
             self.send(spec.Basic.RecoverOk())
 

@@ -187,6 +187,8 @@ class Queue:
     queue_type = "classic"
     # the arguments a redeclare must repeat; None: the classic set (vhost.COMPARED_QUEUE_ARGS)
     compared_arguments: tuple[str, ...] | None = None
+    entry_class: type[QueueEntry] = QueueEntry
+    persists_all = False  # a quorum queue keeps transient messages on disk too
 
     def __init__(
         self,
@@ -328,9 +330,10 @@ class Queue:
             return False
         ttl = self._ttl_of(message)
         self._seq += 1
-        entry = QueueEntry(self._seq, message)
+        entry = self.entry_class(self._seq, message)
         store = self.vhost.store
-        if store is not None and self.durable and message.delivery_mode == 2:
+        if store is not None and self.durable and (message.delivery_mode == 2
+                                                   or self.persists_all):
             store.add(self, entry, publisher, seq)
         if ttl is not None:
             self._timed = True
@@ -353,7 +356,7 @@ class Queue:
             while self._full() and self.ready:
                 head = self._pop_ready()
                 self.settled(head)
-                dead_letter(self, head.message, "maxlen")
+                self._dead_letter(head, "maxlen")
                 dropped = True
         if ttl == 0 or dropped:
             # the head may be expired now: the new entry, or what drop-head left at the head
@@ -416,7 +419,7 @@ class Queue:
                 return
             self._left_ready(head)
             self.settled(head)
-            dead_letter(self, head.message, "expired")
+            self._dead_letter(head, "expired")
 
     def _arm_expiry_timer(self) -> None:
         """Expire the head on time even when nothing else happens to the queue."""
@@ -544,7 +547,7 @@ class Queue:
         it had when it was paged out.
         """
         self._seq += 1
-        entry = QueueEntry(self._seq, message)
+        entry = self.entry_class(self._seq, message)
         entry.store_id = store_id
         entry.redelivered = redelivered
         if since:
@@ -589,10 +592,17 @@ class Queue:
             consumer.unacked -= 1
         self.settled(entry)
         if not self.deleted:
-            dead_letter(self, entry.message, reason)
+            self._dead_letter(entry, reason)
 
-    def requeue(self, entries: Iterable[QueueEntry], consumers: Iterable[Consumer | None]) -> None:
-        """Put delivered entries back at their original positions, marked redelivered."""
+    def _dead_letter(self, entry: QueueEntry, reason: str) -> None:
+        """``entry`` left the queue (expired, pushed out, rejected): to the DLX, if any."""
+        dead_letter(self, entry.message, reason)
+
+    def requeue(self, entries: Iterable[QueueEntry], consumers: Iterable[Consumer | None],
+                explicit: bool = False) -> None:
+        """Put delivered entries back at their original positions, marked redelivered.
+        ``explicit``: the client asked (nack, reject, recover), rather than its channel
+        closing; a quorum queue treats the two differently."""
         for c in consumers:
             if c is not None:
                 c.unacked -= 1
@@ -613,7 +623,7 @@ class Queue:
             while self._full() and self.ready:
                 head = self._pop_ready()
                 self.settled(head)
-                dead_letter(self, head.message, "maxlen")
+                self._dead_letter(head, "maxlen")
         self.dispatch()
         if self.on_ready:
             self._ready_grew()

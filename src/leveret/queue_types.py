@@ -1,16 +1,18 @@
 """Which kind of queue a ``queue.declare`` makes, by its ``x-queue-type``.
 
-A classic queue (also ``quorum``, which Leveret runs as a classic queue) is a ``Queue``; a
-``stream`` is a ``StreamQueue`` (stream.py). The arguments are validated by the type's own
-rules before anything is created.
+A classic queue is a ``Queue``, a ``quorum`` queue a ``QuorumQueue`` (quorum.py), a
+``stream`` a ``StreamQueue`` (stream.py). The arguments are validated by the type's own rules
+before anything is created.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .errors import PRECONDITION_FAILED, ChannelError
 from .queue import Queue
 from .queue_args import QueueOptions, parse_queue_arguments
+from .quorum import QuorumQueue
 from .stream import StreamQueue
 from .stream_args import StreamOptions, is_stream, parse_stream_declare
 
@@ -24,7 +26,15 @@ def parse_declare(arguments: dict[str, Any], queue: str, vhost: str, durable: bo
     rules; raises ChannelError with RabbitMQ's texts."""
     if is_stream(arguments):
         return parse_stream_declare(arguments, queue, vhost, durable, exclusive, auto_delete)
-    return parse_queue_arguments(arguments, queue, vhost)
+    options = parse_queue_arguments(arguments, queue, vhost)
+    if options.queue_type == "quorum":
+        # rabbit_quorum_queue:declare's checks, in its order, after the arguments'
+        for refused, prop in ((auto_delete, "auto-delete"), (exclusive, "exclusive-owner"),
+                              (not durable, "non-durable")):
+            if refused:
+                raise ChannelError(PRECONDITION_FAILED, f"invalid property '{prop}' for queue "
+                                                        f"'{queue}' in vhost '{vhost}'")
+    return options
 
 
 def new_queue(vhost: VirtualHost, name: str, durable: bool, exclusive_owner: object | None,
@@ -34,4 +44,5 @@ def new_queue(vhost: VirtualHost, name: str, durable: bool, exclusive_owner: obj
     if isinstance(options, StreamOptions):
         return StreamQueue(vhost, name, durable, exclusive_owner, auto_delete, arguments,
                            options)
-    return Queue(vhost, name, durable, exclusive_owner, auto_delete, arguments, options)
+    cls = QuorumQueue if options.queue_type == "quorum" else Queue
+    return cls(vhost, name, durable, exclusive_owner, auto_delete, arguments, options)

@@ -282,7 +282,8 @@ class StreamQueue(Queue):
     def discard(self, entry: QueueEntry, consumer: Consumer | None, reason: str) -> None:
         self.acked(entry, consumer)  # no dead-lettering from a stream
 
-    def requeue(self, entries: Iterable[QueueEntry], consumers: Iterable[Consumer | None]) -> None:
+    def requeue(self, entries: Iterable[QueueEntry], consumers: Iterable[Consumer | None],
+                explicit: bool = False) -> None:
         # RabbitMQ 3.11+: every settlement gives credit; nothing is delivered again
         for consumer in consumers:
             if consumer is not None:

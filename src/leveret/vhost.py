@@ -20,7 +20,7 @@ from .exchange import EXCHANGE_TYPES, KINDS, Binding, Exchange
 from .memory import MemoryMonitor
 from .permissions import CONFIGURE, READ, WRITE
 from .queue import Queue
-from .queue_args import amqp_type_name
+from .queue_args import amqp_type_name, queue_type
 from .queue_types import new_queue, parse_declare
 from .stream_args import is_stream
 
@@ -249,10 +249,11 @@ class VirtualHost:
             q.touch()
             return q, False
         if not name:
-            if is_stream(arguments):
+            if is_stream(arguments) or queue_type(arguments) == "quorum":
+                kind = "stream" if is_stream(arguments) else "quorum"
                 raise ChannelError(PRECONDITION_FAILED,
                                    "Cannot declare a server-named queue for type "
-                                   "rabbit_stream_queue")
+                                   f"rabbit_{kind}_queue")
             name = "amq.gen-" + secrets.token_urlsafe(16)
         elif name.startswith("amq."):
             raise ChannelError(
