@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 _encode_deliver = frames.encode_deliver
 
+_REPLY_QUEUE = direct_reply.REPLY_QUEUE.encode()
 # RabbitMQ's ?MAX_MSG_SIZE: the most max_message_size may be
 MAX_MESSAGE_SIZE = 512 * 1024 * 1024
 # RabbitMQ's texts for frames out of order (rabbit_command_assembler)
@@ -175,13 +176,14 @@ class Channel:
         exchange = self.vhost.exchanges.get(ex_name)
         if exchange is None or self.publish_allowed.get(ex_name) is not exchange:
             exchange = self._authorize_publish(ex_name, pub[3])
-        msg = Message(ex_name, pub[3], header[4], body, header[5], header[6], header[7])
-        if direct_reply.may_rewrite(header[4]):
+        raw = header[4]
+        msg = Message(ex_name, pub[3], raw, body, header[5], header[6], header[7])
+        # reply_to (flag 0x02 of the first byte) naming amq.rabbitmq.reply-to: direct reply-to
+        if raw[0] & 0x02 and _REPLY_QUEUE in raw:
             direct_reply.rewrite_reply_to(self, msg)
         if header[7] is not None:
             msg.ttl = parse_expiration(header[7])
         self.conn.check_user_id(msg)
-        raw = header[4]
         # a CC or BCC header needs the headers flag (third property) and "CC" in the bytes;
         # nothing is decoded for any other message (sender_selected.py)
         if raw[0] & 0x20 and b"CC" in raw:

@@ -36,9 +36,7 @@ if TYPE_CHECKING:
 
 REPLY_QUEUE = "amq.rabbitmq.reply-to"
 REPLY_PREFIX = REPLY_QUEUE + "."
-_REPLY_QUEUE_BYTES = REPLY_QUEUE.encode()
 _REPLY_TO = 6  # reply_to is the seventh basic property (index 6, flag bit 9)
-_REPLY_TO_FLAG = 0x02  # its bit in the first byte of the property flags
 
 
 class ReplyConsumer:
@@ -90,11 +88,6 @@ def release(channel: Channel) -> None:
     consumer, channel.reply_consumer = channel.reply_consumer, None
     if consumer is not None:
         channel.vhost.reply_consumers.pop(consumer.name, None)
-
-
-def may_rewrite(raw_props: bytes) -> bool:
-    """Cheap pre-check on the wire properties: a reply_to that may be the pseudo-queue."""
-    return bool(raw_props[0] & _REPLY_TO_FLAG) and _REPLY_QUEUE_BYTES in raw_props
 
 
 def rewrite_reply_to(channel: Channel, message: Message) -> None:
