@@ -4,12 +4,15 @@ command line over file over environment."""
 
 from __future__ import annotations
 
+import socket
+
 import pika
 import pika.exceptions
 import pytest
 
 from _proc import LeveretProcess, run_leveret
 from conftest import free_port
+from test_loopback import REFUSED, refusal
 
 
 def write_conf(tmp_path, text: str, name: str = "rabbitmq.conf") -> str:
@@ -58,6 +61,30 @@ log.console.formatter = plaintext
         with pytest.raises(pika.exceptions.ProbableAuthenticationError):
             pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{port}/"))
         proc.wait_for(r".*\[debug\] .*tuned frame_max 65536, channel_max 100, heartbeat 30 s")
+
+
+def test_consumer_timeout_and_max_message_size(tmp_path):
+    conf = write_conf(tmp_path, "consumer_timeout = 300\nmax_message_size = 4096\n")
+    with LeveretProcess("--config", conf) as proc:
+        proc.started()
+        conn = pika.BlockingConnection(pika.URLParameters(
+            f"amqp://guest:guest@127.0.0.1:{proc.port}/"))
+        ch = conn.channel()
+        ch.queue_declare("work")
+        ch.basic_publish("", "work", b"x" * 4096)  # at the limit: taken
+        ch.basic_consume("work", lambda *a: None)  # never acks
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as timed_out:
+            ch.start_consuming()
+        assert timed_out.value.reply_code == 406
+        assert "Timeout value used: 300 ms" in timed_out.value.reply_text
+        big = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as too_big:
+            big.basic_publish("", "work", b"x" * 4097)
+            big.queue_declare("work", passive=True)
+        assert (too_big.value.reply_code, too_big.value.reply_text) == (
+            406, "PRECONDITION_FAILED - message size 4097 is larger than configured max size "
+                 "4096")
+        conn.close()
 
 
 def test_listener_as_a_bare_port_and_json_logs(tmp_path):
@@ -179,6 +206,17 @@ def config_error(tmp_path, text: str, name: str = "rabbitmq.conf") -> str:
      "bytes, or with kB, MB, GB, KiB, MiB, GiB"),
     ("log.console.level = chatty\n", "FILE, line 1: log.console.level: 'chatty' is not a "
                                      "level: debug, info, warning, error, critical, none"),
+    ("max_message_size = 600MiB\n", "FILE, line 1: max_message_size: 629145600 is out of "
+                                    "range: a message size is 0 to 536870912 (512 MiB, "
+                                    "RabbitMQ's limit)"),
+    ("consumer_timeout = -1\n", "FILE, line 1: consumer_timeout: -1 is out of range: a number "
+                                "of milliseconds is 0 to 9223372036854775807"),
+    ("consumer_timeout = soon\n", "FILE, line 1: consumer_timeout: 'soon' is not a number of "
+                                  "milliseconds"),
+    ("loopback_users = guest\n", "FILE, line 1: loopback_users: 'guest' is not none (name "
+                                 "users as loopback_users.NAME = true)"),
+    ("loopback_users.guest = no\n", "FILE, line 1: loopback_users.guest: 'no' is not true or "
+                                    "false"),
 ])
 def test_a_bad_line_names_the_file_and_line(tmp_path, text, error):
     assert config_error(tmp_path, text) == f"leveret: {error}"
@@ -194,3 +232,38 @@ def test_the_classic_erlang_format_is_refused_by_name(tmp_path):
     error = config_error(tmp_path, "[{rabbit, [{tcp_listeners, [5672]}]}].\n", "rabbitmq.config")
     assert error == ("leveret: FILE: the classic (Erlang term) format is not supported; use "
                      "the rabbitmq.conf (key = value) format")
+
+
+# ---------------------------------------------------------------------- loopback_users
+
+@pytest.fixture(scope="module")
+def outside_address() -> str:
+    """This machine's non-loopback address (as test_loopback finds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.254.254.254", 9))  # a route lookup; nothing is sent
+        except OSError:
+            pytest.skip("no non-loopback IPv4 address on this machine")
+        address = str(probe.getsockname()[0])
+    if address.startswith("127.") or address == "0.0.0.0":
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    return address
+
+
+@pytest.mark.parametrize(("lines", "user", "outside"), [
+    ("", "guest", REFUSED),  # RabbitMQ's default: guest only through loopback
+    ("loopback_users.guest = false\n", "guest", None),  # what RabbitMQ's image sets
+    ("loopback_users = none\n", "guest", None),
+    ("loopback_users.guest = true\nloopback_users = none\n", "guest", None),
+    ("default_user = app\ndefault_pass = guest\nloopback_users.app = true\n", "app", REFUSED),
+    ("default_user = app\ndefault_pass = guest\n", "app", None),
+    # naming users replaces RabbitMQ's default list: guest is no longer in it
+    ("loopback_users.app = true\n", "guest", None),
+    ("loopback_users.app = false\nloopback_users.guest = true\n", "guest", REFUSED),
+])
+def test_loopback_users(tmp_path, outside_address, lines, user, outside):
+    conf = write_conf(tmp_path, lines)
+    with LeveretProcess("--config", conf, host="0.0.0.0") as proc:
+        proc.started()
+        assert refusal("127.0.0.1", proc.port, user) is None
+        assert refusal(outside_address, proc.port, user) == outside

@@ -40,6 +40,10 @@ def one_line_error(out: subprocess.CompletedProcess[str], status: int) -> str:
     (["--heartbeat", "-5"], "argument --heartbeat: -5 is out of range: a heartbeat in seconds "
                             "is 0 to 65535"),
     (["--heartbeat", "65536"], "argument --heartbeat: 65536 is out of range"),
+    (["--consumer-timeout", "-5"], "argument --consumer-timeout: -5 is out of range"),
+    (["--max-message-size", "1GiB"], "argument --max-message-size: 1073741824 is out of range: "
+                                     "a message size is 0 to 536870912 (512 MiB, RabbitMQ's "
+                                     "limit)"),
     (["--log-level", "loud"], "argument --log-level: 'loud' is not a level"),
     (["--log-format", "xml"], "argument --log-format: 'xml' is not a log format: text or json"),
     (["--memory-high-watermark", "lots"], "argument --memory-high-watermark: 'lots' is not a "

@@ -66,10 +66,7 @@ def _integer(text: str, what: str, low: int, high: int, why: str = "") -> int:
         value = int(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: {what} is {low} to "
-                                         f"{high}{why}")
-    return value
+    return _in_range(value, what, low, high, why)
 
 
 def port_number(text: str) -> int:
@@ -77,10 +74,30 @@ def port_number(text: str) -> int:
     return _integer(text, "a port", 0, 65535)
 
 
+def _in_range(value: int, what: str, low: int, high: int, why: str = "") -> int:
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: {what} is {low} to "
+                                         f"{high}{why}")
+    return value
+
+
 def frame_max_bytes(text: str) -> int:
-    """connection.tune's frame_max: at least 4096 (AMQP 0-9-1's frame-min-size), a long."""
-    return _integer(text, "a frame size", 4096, 2**32 - 1,
-                    " (AMQP 0-9-1 frames are at least 4096 bytes)")
+    """connection.tune's frame_max: at least 4096 (AMQP 0-9-1's frame-min-size), a long;
+    units as rabbitmq.conf's bytesize (``128KiB``)."""
+    return _in_range(byte_size(text), "a frame size", 4096, 2**32 - 1,
+                     " (AMQP 0-9-1 frames are at least 4096 bytes)")
+
+
+def message_size(text: str) -> int:
+    """max_message_size: at most 512 MiB, RabbitMQ's own limit (its config schema refuses
+    more); units allowed."""
+    return _in_range(byte_size(text), "a message size", 0, 512 * 1024 * 1024,
+                     " (512 MiB, RabbitMQ's limit)")
+
+
+def milliseconds(text: str) -> int:
+    """A duration in ms, 0 or more (consumer_timeout: 0 turns it off)."""
+    return _integer(text, "a number of milliseconds", 0, 2**63 - 1)
 
 
 def channel_max_count(text: str) -> int:
@@ -192,10 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget", type=byte_size,
                    help="with a data dir: bytes of durable queues' messages kept in memory; the "
                         "rest waits on disk and is read back in turn (default 128 MiB)")
-    p.add_argument("--max-message-size", type=byte_size, metavar="SIZE",
+    p.add_argument("--max-message-size", type=message_size, metavar="SIZE",
                    help="largest message body accepted, e.g. 16MiB (RabbitMQ's "
                         "max_message_size; default 128 MiB, at most 512 MiB)")
-    p.add_argument("--consumer-timeout", type=int, metavar="MS",
+    p.add_argument("--consumer-timeout", type=milliseconds, metavar="MS",
                    help="close a channel whose delivery waits longer than this for its ack "
                         "(RabbitMQ's consumer_timeout; default 1800000 = 30 min; 0 = off)")
     p.add_argument("--log-level", type=log_level_name, metavar="LEVEL",

@@ -93,6 +93,35 @@ def _merge_mapping(old: Any, key: str, value: Any) -> Any:
     return merged
 
 
+class _NoUsers(list):  # type: ignore[type-arg]
+    """``loopback_users = none``: no user, whatever loopback_users.NAME lines say."""
+
+
+_NONE_SET = _NoUsers()
+
+
+def none_only(text: str) -> list[str]:
+    """``loopback_users = none``: the only value the bare key takes."""
+    if text != "none":
+        raise ValueError(f"'{text}' is not none (name users as loopback_users.NAME = true)")
+    return []
+
+
+def _merge_loopback(old: Any, key: str, value: Any) -> Any:
+    # rabbit.schema: with loopback_users.NAME keys the list is the names set to true (so
+    # loopback_users.guest = false alone empties it); loopback_users = none empties it; with
+    # neither key it stays the default, [guest]
+    if key == "loopback_users" or isinstance(old, _NoUsers):
+        return _NONE_SET
+    users = list(old or [])
+    name = key.split(".", 1)[1]
+    if value and name not in users:
+        users.append(name)
+    elif not value and name in users:
+        users.remove(name)
+    return users
+
+
 # ---------------------------------------------------------------------- the keys
 
 def _keys() -> list[ConfKey]:
@@ -103,10 +132,14 @@ def _keys() -> list[ConfKey]:
         ConfKey("default_user", "user", text_value),
         ConfKey("default_pass", "password", text_value),
         ConfKey("default_vhost", "vhost", text_value),
+        ConfKey("loopback_users", "loopback_users", none_only, _merge_loopback),
+        ConfKey("loopback_users.*", "loopback_users", boolean, _merge_loopback),
         ConfKey("heartbeat", "heartbeat", cli.heartbeat_seconds),
         ConfKey("frame_max", "frame_max", cli.frame_max_bytes),
         ConfKey("channel_max", "channel_max", cli.channel_max_count),
         ConfKey("vm_memory_high_watermark.absolute", "memory_high_watermark", cli.byte_size),
+        ConfKey("max_message_size", "max_message_size", cli.message_size),
+        ConfKey("consumer_timeout", "consumer_timeout", cli.milliseconds),
         ConfKey("log.console.level", "log_level", cli.log_level_name),
         ConfKey("log.console.formatter", "log_format", cli.log_format_name),
     ]
