@@ -85,6 +85,17 @@ class Channel:
         # RabbitMQ caps max_message_size at 512 MiB (rabbit_channel:get_max_message_size)
         self.max_message_size = min(connection.settings.max_message_size, MAX_MESSAGE_SIZE)
         self.ack_timeouts = AckTimeouts(self, connection.settings.consumer_timeout)
+        # message counters (counters.CHANNEL_COUNTERS): read by the management API
+        self.stat_publish = 0
+        self.stat_drop_unroutable = 0
+        self.stat_return_unroutable = 0
+        self.stat_deliver = 0
+        self.stat_deliver_no_ack = 0
+        self.stat_get = 0
+        self.stat_get_no_ack = 0
+        self.stat_get_empty = 0
+        self.stat_redeliver = 0
+        self.stat_ack = 0
 
     # ------------------------------------------------------------------ delivery side
 
@@ -97,11 +108,15 @@ class Channel:
         msg = entry.message
         if consumer.no_ack:
             tag = self.tags.next_tag()
+            self.stat_deliver_no_ack += 1
         else:
             tag = self.tags.push((queue, entry, consumer))
             self.unacked += 1
             if self.ack_timeouts.idle:
                 self.ack_timeouts.start(queue)
+            self.stat_deliver += 1
+        if entry.redelivered:
+            self.stat_redeliver += 1
         conn = self.conn
         _encode_deliver(conn.out, self.id, consumer.tag, tag, entry.redelivered, msg.exchange,
                         msg.routing_key, msg.raw_props, msg.body, conn.frame_max)
@@ -221,16 +236,22 @@ class Channel:
         queues = self.vhost.route(exchange, msg)
         confirms = self.confirms
         seq = confirms.publish() if confirms is not None else 0
+        self.stat_publish += 1
+        exchange.stat_publish_in += 1
         if not queues:
             if mandatory:
+                self.stat_return_unroutable += 1
                 conn = self.conn
                 frames.encode_return(conn.out, self.id, NO_ROUTE, "NO_ROUTE", msg.exchange,
                                      msg.routing_key, msg.raw_props, msg.body, conn.frame_max)
+            else:
+                self.stat_drop_unroutable += 1
             if confirms is not None:
                 self.conn.want_confirm_flush(self)
             else:
                 self.conn.want_flush()
             return
+        exchange.stat_publish_out += 1
         rejected = False
         for q in queues:
             if not q.push(msg, self, seq):
@@ -268,6 +289,7 @@ class Channel:
 
     def ack(self, tag: int, multiple: bool) -> None:
         items = self._settle(tag, multiple)
+        self.stat_ack += len(items)
         touched = None
         delivered = 0
         for queue, entry, consumer in items:
@@ -355,6 +377,7 @@ class Channel:
         self.ack_timeouts.stop()
         if self.reply_consumer is not None:
             direct_reply.release(self)
+        self.conn.server.counters.add_channel(self)  # its message counts outlive it
         # requeue before the consumers go, as RabbitMQ does: a consumer taking over (single
         # active consumer) gets the requeued messages first, in their original order
         items = self.tags.pop_all()
@@ -547,16 +570,24 @@ class Channel:
         q = self._queue(name)
         entry = q.get()
         if entry is None:
+            self.stat_get_empty += 1
             self.send(spec.Basic.GetEmpty())
             return
         if m.no_ack:
             tag = self.tags.next_tag()
+            self.stat_get_no_ack += 1
+            q.stat_get_no_ack += 1
         else:
             # outside any prefetch limit: RabbitMQ does not count basic.get against basic.qos
             tag = self.tags.push((q, entry, None))
             q.unacked += 1
             if self.ack_timeouts.idle:
                 self.ack_timeouts.start(q)
+            self.stat_get += 1
+            q.stat_get += 1
+        if entry.redelivered:
+            self.stat_redeliver += 1
+            q.stat_redeliver += 1
         msg = entry.message
         conn = self.conn
         frames.encode_get_ok(conn.out, self.id, tag, entry.redelivered, msg.exchange,

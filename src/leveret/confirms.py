@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 class Confirms:
-    __slots__ = ("next_seq", "sent_upto", "waiting", "nacked", "dirty")
+    __slots__ = ("next_seq", "sent_upto", "waiting", "nacked", "dirty", "confirmed")
 
     def __init__(self) -> None:
         self.next_seq = 0
@@ -18,6 +18,7 @@ class Confirms:
         self.waiting: dict[int, int] = {}  # seq -> writes still outstanding
         self.nacked: set[int] = set()
         self.dirty = False
+        self.confirmed = 0  # publishes acked to the client (a counter for the management API)
 
     def publish(self) -> int:
         self.next_seq += 1
@@ -48,12 +49,14 @@ class Confirms:
             return []
         out: list[tuple[bool, int, bool]] = []
         start = self.sent_upto
+        self.confirmed += limit - start
         if self.nacked:
             for seq in sorted(s for s in self.nacked if s <= limit):
                 self.nacked.discard(seq)
                 if seq - 1 > start:
                     out.append((True, seq - 1, seq - 1 > start + 1))
                 out.append((False, seq, False))
+                self.confirmed -= 1
                 start = seq
         if limit > start:
             out.append((True, limit, limit > start + 1))

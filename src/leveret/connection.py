@@ -136,6 +136,12 @@ class Connection(asyncio.BufferedProtocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self.blocked = False
         self.closed = asyncio.Event()
+        self.connected_at = time.time()
+        # socket counters for the management API (RabbitMQ's recv_oct/cnt, send_oct/cnt)
+        self.recv_oct = 0
+        self.recv_cnt = 0
+        self.send_oct = 0
+        self.send_cnt = 0
 
     # ------------------------------------------------------------------ transport events
 
@@ -276,6 +282,8 @@ class Connection(asyncio.BufferedProtocol):
         self.end += nbytes
         filled = self.end == len(self.buf)
         self._grow = filled
+        self.recv_oct += nbytes
+        self.recv_cnt += 1
         self.last_read = time.monotonic()
         if self.state == _CLOSED:
             # after close-ok, what the client still sends is discarded until it closes the
@@ -369,6 +377,8 @@ class Connection(asyncio.BufferedProtocol):
                 ch.flush_confirms(self.out)
         if self.out and self.transport is not None and not self.transport.is_closing():
             data, self.out = self.out, bytearray()
+            self.send_oct += len(data)
+            self.send_cnt += 1
             self.transport.write(data)
             self._wrote_since_tick = True
         elif self.out and (self.transport is None or self.transport.is_closing()):
@@ -711,6 +721,7 @@ class Connection(asyncio.BufferedProtocol):
             raise ConnectionError_(NOT_ALLOWED, f"channel number {ch_id} exceeds channel_max "
                                                 f"{self.channel_max}")
         self.channels[ch_id] = Channel(self, ch_id)
+        self.server.counters.channel_created += 1
         self.send_method(ch_id, spec.Channel.OpenOk())
 
     def _connection_method(self, ev: tuple) -> None:

@@ -76,6 +76,9 @@ class Exchange:
         self.bindings: dict[Binding, Binding] = {}
         self.deleted = False
         self._cache: dict[str, list[Destination]] = {}
+        # publishes in and routed on (RabbitMQ's exchange message_stats publish_in/publish_out)
+        self.stat_publish_in = 0
+        self.stat_publish_out = 0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -234,6 +234,14 @@ class Queue:
         self.on_delete: list[Callable[[Queue], None]] = []
         self.on_ready: list[Callable[[Queue], None]] = []  # told when messages become ready
         self.memory = vhost.memory
+        # message counters (counters.QUEUE_COUNTERS): read by the management API
+        self.stat_publish = 0
+        self.stat_deliver = 0
+        self.stat_deliver_no_ack = 0
+        self.stat_get = 0
+        self.stat_get_no_ack = 0
+        self.stat_redeliver = 0
+        self.stat_ack = 0
         if opts.expires is not None:
             self._arm_idle_timer()
 
@@ -295,6 +303,7 @@ class Queue:
         ``publisher`` and ``seq`` identify the publish for a confirm that must wait for disk.
         """
         if self._plain and message.ttl is None:
+            self.stat_publish += 1
             self._seq += 1
             entry = QueueEntry(self._seq, message)
             if not self.ready and self.consumers:
@@ -329,6 +338,7 @@ class Queue:
                 dead_letter(self, message, "maxlen")
             return False
         ttl = self._ttl_of(message)
+        self.stat_publish += 1
         self._seq += 1
         entry = self.entry_class(self._seq, message)
         store = self.vhost.store
@@ -501,11 +511,16 @@ class Queue:
         return best
 
     def _hand_over(self, consumer: Consumer, entry: QueueEntry) -> None:
+        if entry.redelivered:
+            self.stat_redeliver += 1
         if not consumer.no_ack:
             self.unacked += 1
             consumer.unacked += 1
-        consumer.channel.deliver(consumer, self, entry)
-        if consumer.no_ack:
+            self.stat_deliver += 1
+            consumer.channel.deliver(consumer, self, entry)
+        else:
+            self.stat_deliver_no_ack += 1
+            consumer.channel.deliver(consumer, self, entry)
             self.settled(entry)
 
     def dispatch(self) -> None:
@@ -580,6 +595,7 @@ class Queue:
             store.remove(self, entry)
 
     def acked(self, entry: QueueEntry, consumer: Consumer | None) -> None:
+        self.stat_ack += 1
         self.unacked -= 1
         if consumer is not None:
             consumer.unacked -= 1

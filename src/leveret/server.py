@@ -6,11 +6,13 @@ import asyncio
 import itertools
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .auth import Access
 from .connection import Connection
+from .counters import GlobalCounters
 from .memory import MemoryMonitor
 from .settings import Settings
 from .vhost import VirtualHost
@@ -53,6 +55,8 @@ class Server:
         # users, vhost records, permissions; the server follows its changes (access_changed)
         self.access = Access()
         self.access.subscribe(self)
+        self.counters = GlobalCounters()  # message counts of closed channels, churn
+        self.started_at = time.time()
 
     def create_defaults(self) -> None:
         """RabbitMQ's first boot: the settings' vhosts and users (the first user is the
@@ -126,10 +130,11 @@ class Server:
         return next(self._connection_numbers)
 
     def connection_opened(self, conn: Connection) -> None:
-        pass
+        self.counters.connection_created += 1
 
     def connection_gone(self, conn: Connection) -> None:
-        pass
+        if conn.vhost is not None:
+            self.counters.connection_closed += 1
 
     # ------------------------------------------------------------------ listening
 

@@ -78,6 +78,10 @@ class VirtualHost:
         self.queue_factory: Callable[..., Queue] = new_queue
         # direct reply-to: each channel's reply consumer by its address (direct_reply.py)
         self.reply_consumers: dict[str, ReplyConsumer] = {}
+        # queue churn (RabbitMQ's overview churn_rates)
+        self.stat_queue_declared = 0
+        self.stat_queue_created = 0
+        self.stat_queue_deleted = 0
         for ename, kind in PREDECLARED:
             self.exchanges[ename] = KINDS[kind](ename, durable=True)
         self.default_exchange = self.exchanges[""]
@@ -244,6 +248,7 @@ class VirtualHost:
         with an existing queue, or for a new one read on it and write on its dead-letter
         exchange, then its arguments."""
         arguments = arguments or {}
+        self.stat_queue_declared += 1
         if passive:
             q = self.get_queue(name, owner)
             q.touch()
@@ -305,6 +310,7 @@ class VirtualHost:
             self, name, durable, owner if exclusive else None, auto_delete, arguments, options
         )
         self.queues[name] = q
+        self.stat_queue_created += 1
         # every queue is bound to the default exchange by its own name (not listed as a binding)
         if durable and self.store is not None and not exclusive:
             self.store.save_queue(self, q)
@@ -315,6 +321,7 @@ class VirtualHost:
         if queue.deleted:
             return 0
         queue.deleted = True
+        self.stat_queue_deleted += 1
         self.queues.pop(queue.name, None)
         for src, b in self._bindings_into(queue):
             src.remove_binding(b)
