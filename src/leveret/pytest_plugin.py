@@ -27,7 +27,8 @@ External broker: set ``LEVERET_EXTERNAL_URL`` to an AMQP URL (a RabbitMQ in CI, 
 same fixtures use it; no embedded broker is started or even imported. Per-test vhosts are then
 made through the RabbitMQ management API: at ``LEVERET_EXTERNAL_MANAGEMENT_URL`` if set
 (``http://guest:guest@rabbitmq:15672``; ``off`` turns it off), else at ``http://HOST:15672``
-with the AMQP URL's credentials if that answers and the user is an administrator. Without it
+with the AMQP URL's credentials if that answers for the same broker (its overview lists the
+URL's AMQP port) and the user is an administrator. Without it
 every test gets the URL's own vhost (``amqp_vhost`` is its name) and only ``amqp_prefix``
 keeps names apart; nothing is cleaned up for you. ``amqp_inspect`` and ``amqp_wait`` read the
 embedded broker's memory, so tests that use them are skipped on an external broker.
@@ -78,9 +79,14 @@ class ExternalBroker:
         guess = f"http://{broker.host}:15672"
         try:
             who = broker._api("GET", "/whoami", base=guess, timeout=2)
+            # the API on 15672 must be this broker's: another broker on the same host (a
+            # RabbitMQ beside a Leveret on another port) lists other AMQP ports
+            overview = broker._api("GET", "/overview", base=guess, timeout=2)
         except Exception:
             return broker  # no management API: shared vhost, unique prefixes
-        if "administrator" in str(who.get("tags", "")):
+        ports = {listener.get("port") for listener in overview.get("listeners", ())
+                 if str(listener.get("protocol", "")).startswith("amqp")}
+        if "administrator" in str(who.get("tags", "")) and broker.port in ports:
             broker.management_url = guess
         return broker
 
