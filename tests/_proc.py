@@ -33,6 +33,8 @@ class LeveretProcess:
             argv += ["--port", str(self.port)]
         if in_memory and "--data-dir" not in args:
             argv.append("--in-memory")
+        if not any(a in args for a in ("--management-port", "--no-management")):
+            argv.append("--no-management")  # RabbitMQ holds 15672 on the test machines
         self.lines: list[str] = []
         self._changed = threading.Condition()
         environment = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
@@ -103,5 +105,8 @@ def run_leveret(args: Sequence[str], env: dict[str, str] | None = None,
                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """``python -m leveret ARGS`` expected to end by itself (an error, ``--version``)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
+    if not any(a in args for a in ("--management-port", "--no-management", "--version",
+                                   "--help")):
+        args = [*args, "--no-management"]  # RabbitMQ holds 15672 on the test machines
     return subprocess.run([sys.executable, "-m", "leveret", *args], capture_output=True,
                           text=True, timeout=timeout, env={**environment, **(env or {})})

@@ -25,6 +25,16 @@ from .settings import Settings
 T = TypeVar("T")
 
 
+class ListenError(OSError):
+    """A port could not be listened on; ``what`` says which (``"management"``)."""
+
+    def __init__(self, errno: int, strerror: str, what: str, host: str, port: int) -> None:
+        super().__init__(errno, strerror)
+        self.what = what
+        self.host = host
+        self.port = port
+
+
 @dataclass(frozen=True)
 class QueueInfo:
     """A queue as the inspection API reports it."""
@@ -94,8 +104,12 @@ class Broker:
     ``consumer_timeout`` (ms a delivery may wait for its ack before its channel is closed;
     None or 0: none), ``loopback_users`` (users who may log in only through a loopback
     address; default ``["guest"]`` as RabbitMQ, ``[]`` lets everyone in from anywhere),
-    ``loop`` (``uvloop`` or ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()``
-    always uses the caller's loop).
+    ``management_port`` (the HTTP management API on ``host``; 0 = an ephemeral port, None = no
+    API; ``management_port`` the property then tells the bound port), ``definitions`` (a
+    RabbitMQ definitions file imported before the broker listens; ``DefinitionsError`` from
+    ``leveret.management.definitions`` if it cannot be), ``loop`` (``uvloop`` or
+    ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always uses the caller's
+    loop).
 
     The methods run on the broker's event loop: call them from that loop (``async with``), or
     use ``Broker.in_thread()``, whose same-named methods are safe from any thread.
@@ -123,6 +137,8 @@ class Broker:
         max_message_size: int = 128 * 1024 * 1024,
         consumer_timeout: int | None = 30 * 60 * 1000,
         loop: str = "uvloop",
+        management_port: int | None = None,
+        definitions: str | None = None,
         settings: Settings | None = None,
     ) -> None:
         if settings is None:
@@ -143,6 +159,8 @@ class Broker:
                 max_message_size=max_message_size,
                 consumer_timeout=consumer_timeout,
                 loop=loop,
+                management_port=management_port,
+                definitions_file=definitions,
             )
             if loopback_users is not None:
                 settings.loopback_users = list(loopback_users)
@@ -151,6 +169,7 @@ class Broker:
         self.password = settings.users[self.user]
         self.default_vhost = settings.vhosts[0] if settings.vhosts else "/"
         self._server: Any = None
+        self._management: Any = None
         self._wakeups: set[asyncio.Event] = set()  # pending wait_for_messages calls
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -170,11 +189,26 @@ class Broker:
             attach_store(server, self.settings.data_dir)
         try:
             server.create_defaults()
+            if self.settings.definitions_file:
+                from .management.definitions import load_definitions_file
+
+                load_definitions_file(server, self.settings.definitions_file)
             await server.start()
         except BaseException:
             if server.store is not None:
                 server.store.close()  # let go of the data dir's lock
             raise
+        if self.settings.management_port is not None:
+            # after the AMQP port listens: clients can connect while the API loads
+            from .management import start_management
+
+            host, port = self.settings.host, self.settings.management_port
+            try:
+                self._management = await start_management(server, host, port)
+            except OSError as exc:
+                await server.stop()
+                raise ListenError(exc.errno or 0, exc.strerror or str(exc), "management", host,
+                                  port) from exc
         self._server = server
         return self
 
@@ -184,6 +218,9 @@ class Broker:
             server, self._server = self._server, None
             for wakeup in self._wakeups:
                 wakeup.set()  # pending waits see that the broker stopped
+            if self._management is not None:
+                management, self._management = self._management, None
+                await management.stop()
             await server.stop()
 
     async def __aenter__(self) -> Broker:
@@ -204,6 +241,21 @@ class Broker:
     @property
     def port(self) -> int:
         return int(self._need_server().port)
+
+    @property
+    def management_port(self) -> int | None:
+        """The management API's bound port (None when it is off)."""
+        self._need_server()
+        return self._management.port if self._management is not None else None
+
+    @property
+    def management_url(self) -> str | None:
+        """``http://127.0.0.1:PORT`` of the management API (None when it is off)."""
+        port = self.management_port
+        if port is None:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{port}"
 
     def url_for(self, vhost: str | None = None) -> str:
         """The AMQP URL of ``vhost`` (default: the default vhost) for the default user."""
@@ -548,6 +600,14 @@ class ThreadedBroker:
     @property
     def port(self) -> int:
         return self.broker.port
+
+    @property
+    def management_port(self) -> int | None:
+        return self.broker.management_port
+
+    @property
+    def management_url(self) -> str | None:
+        return self.broker.management_url
 
     @property
     def host(self) -> str:

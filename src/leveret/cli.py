@@ -150,6 +150,9 @@ DEFAULTS: dict[str, Any] = {
     "log_format": "text",
     "loop": "uvloop",
     "loopback_users": ["guest"],
+    "management_port": 15672,
+    "no_management": False,
+    "definitions": None,
 }
 
 # the environment RabbitMQ's container reads, by the option it fills
@@ -215,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--consumer-timeout", type=milliseconds, metavar="MS",
                    help="close a channel whose delivery waits longer than this for its ack "
                         "(RabbitMQ's consumer_timeout; default 1800000 = 30 min; 0 = off)")
+    management = p.add_mutually_exclusive_group()
+    management.add_argument("--management-port", type=port_number, metavar="PORT",
+                            help="port of the management HTTP API on --host (default 15672; "
+                                 "0 = any free port)")
+    management.add_argument("--no-management", action="store_true", default=None,
+                            help="no management HTTP API")
+    p.add_argument("--definitions", metavar="FILE",
+                   help="import this definitions file (RabbitMQ's JSON: users, vhosts, "
+                        "permissions, queues, exchanges, bindings, ...) at start, as "
+                        "RabbitMQ's load_definitions")
     p.add_argument("--log-level", type=log_level_name, metavar="LEVEL",
                    help="debug, info (default), warning, error, critical, none")
     p.add_argument("--log-format", type=log_format_name, metavar="FORMAT",
@@ -405,6 +418,8 @@ def _run(args: argparse.Namespace) -> int:
         consumer_timeout=args.consumer_timeout,
         data_dir=data_dir,
         loop=args.loop,
+        management_port=None if args.no_management else args.management_port,
+        definitions=args.definitions,
     )
     loop = _new_loop(args.loop)
     asyncio.set_event_loop(loop)
@@ -437,12 +452,18 @@ async def _start(broker: Any, args: argparse.Namespace) -> None:
         from .store import StoreError
 
         store_errors = (StoreError,)
+    if broker.settings.definitions_file:
+        from .management.definitions import DefinitionsError
+
+        store_errors += (DefinitionsError,)
     try:
         await broker.start()
     except store_errors as exc:
         raise StartupError(str(exc)) from None
     except OSError as exc:
         where = f"{args.host}:{args.port}"
+        if getattr(exc, "what", ""):  # broker.ListenError: the management API's port
+            where = f"{exc.host}:{exc.port} ({exc.what} API)"  # type: ignore[attr-defined]
         if exc.errno == errno.EADDRINUSE:
             raise StartupError(f"cannot listen on {where}: address already in use") from None
         if exc.errno == errno.EACCES and exc.filename is None:

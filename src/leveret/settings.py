@@ -42,6 +42,10 @@ class Settings:
     # (RabbitMQ's consumer_timeout, 30 minutes by default); None or 0: no limit
     consumer_timeout: int | None = 30 * 60 * 1000
     loop: str = "uvloop"
+    # the management HTTP API's port (0: an ephemeral one; None: no API), on ``host``
+    management_port: int | None = None
+    # a definitions file (RabbitMQ's JSON) imported at start, as RabbitMQ's load_definitions
+    definitions_file: str | None = None
 
 
 @cache

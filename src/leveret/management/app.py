@@ -1,0 +1,173 @@
+"""The management API's request handling: routes, authentication, dispatch.
+
+Paths, methods and status codes are RabbitMQ's (``deps/rabbitmq_management``,
+``rabbit_mgmt_dispatcher``). A path segment is percent-decoded on its own, so ``%2F`` is the
+vhost ``/``; an empty vhost segment means ``/`` too (Flower builds ``/api/queues//``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from . import auth
+from .http import HTTPError, Request, Response
+from .stats import Sampler
+
+if TYPE_CHECKING:
+    from ..server import Server
+    from ..vhost import VirtualHost
+
+REALM = 'Basic realm="RabbitMQ Management"'
+
+# who may call what (rabbit_web_dispatch_access_control): a route needs one of these levels
+ANY = "management"  # any user with a management-ish tag
+MONITOR = "monitoring"
+POLICY = "policymaker"
+ADMIN = "administrator"
+NONE = "none"  # no authentication (none of RabbitMQ's API paths; kept for completeness)
+
+
+@dataclass
+class Context:
+    """What a handler gets: the API, the request, the user, the path's parameters."""
+
+    api: ManagementAPI
+    req: Request
+    user: auth.User
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def server(self) -> Server:
+        return self.api.server
+
+    def vhost(self, name: str | None = None) -> VirtualHost:
+        """The path's vhost (404 if there is none, 401 if the user may not see it)."""
+        name = self.params["vhost"] if name is None else name
+        vhost = self.api.server.vhosts.get(name)
+        if vhost is None:
+            raise not_found()
+        if not self.api.auth.may_see_vhost(self.user, name):
+            raise HTTPError(401, "not_authorised", "Not authorised to access virtual host",
+                            [("www-authenticate", REALM)])
+        return vhost
+
+    def visible_vhosts(self) -> list[VirtualHost]:
+        """The path's vhost if it names one, else every vhost the user may see."""
+        if "vhost" in self.params:
+            return [self.vhost()]
+        return [vh for name, vh in self.api.server.vhosts.items()
+                if self.api.auth.may_see_vhost(self.user, name)]
+
+    def body(self) -> dict[str, Any]:
+        data = self.req.json()
+        if not isinstance(data, dict):
+            raise HTTPError(400, "bad_request", "not_json")
+        return data
+
+
+Handler = Callable[[Context], Any]
+
+
+@dataclass
+class Route:
+    parts: tuple[str, ...]  # literal segments, or "{param}"
+    methods: dict[str, tuple[Handler, str]]  # method -> (handler, access level)
+
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        if len(segments) != len(self.parts):
+            return None
+        params = {}
+        for part, seg in zip(self.parts, segments):
+            if part.startswith("{"):
+                params[part[1:-1]] = seg
+            elif part != seg:
+                return None
+        return params
+
+
+def not_found() -> HTTPError:
+    return HTTPError(404, "Object Not Found", "Not Found")
+
+
+class ManagementAPI:
+    """Answers requests against one ``Server``."""
+
+    def __init__(self, server: Server) -> None:
+        from .routes import ROUTES  # the handler modules import this one
+
+        self.server = server
+        self.sampler = Sampler(server)
+        self.auth = auth.Authenticator(server)
+        self.routes: list[Route] = ROUTES
+        self.listeners: list[dict[str, Any]] = []  # filled in by the listener
+
+    def __call__(self, req: Request) -> Response:
+        segments = _segments(req.path)
+        if segments is None:
+            raise not_found()
+        for route in self.routes:
+            params = route.match(segments)
+            if params is not None:
+                break
+        else:
+            raise not_found()
+        method = "GET" if req.method == "HEAD" else req.method
+        if method == "OPTIONS":
+            allow = ", ".join(_allowed(route))
+            return Response(200, b"", [("allow", allow)])
+        entry = route.methods.get(method)
+        if entry is None:
+            raise HTTPError(405, "method_not_allowed", "Method Not Allowed",
+                            [("allow", ", ".join(_allowed(route)))], empty=True)
+        handler, level = entry
+        user = self._authenticate(req, level)
+        if "vhost" in params and params["vhost"] == "":
+            params["vhost"] = "/"
+        result = handler(Context(self, req, user, params))
+        if isinstance(result, Response):
+            return result
+        return Response(200, result)
+
+    def _authenticate(self, req: Request, level: str) -> auth.User:
+        header = req.headers.get("authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic" or not encoded:
+            raise HTTPError(401, "not_authorised", "", [("www-authenticate", REALM)],
+                            empty=True)
+        try:
+            name, sep, password = base64.b64decode(encoded.strip(), validate=True).decode(
+                "utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            name, sep, password = "", "", ""
+        peer_host = req.peer.rsplit(":", 1)[0].strip("[]")
+        user = self.auth.login(name, password, peer_host) if sep else None
+        if user is None:
+            raise HTTPError(401, "not_authorized", "Login failed",
+                            [("www-authenticate", REALM)])
+        if not self.auth.has_level(user, level):
+            reason = {ADMIN: "Not administrator user", MONITOR: "Not monitor user",
+                      POLICY: "Not policymaker user"}.get(level, "Not management user")
+            raise HTTPError(401, "not_authorized", reason, [("www-authenticate", REALM)])
+        return user
+
+
+def _allowed(route: Route) -> list[str]:
+    methods = list(route.methods)
+    if "GET" in methods:
+        methods.insert(methods.index("GET"), "HEAD")
+    return methods + ["OPTIONS"]
+
+
+def _segments(path: str) -> list[str] | None:
+    """``/api/queues/%2F/q`` -> ["queues", "/", "q"]; None if not under /api."""
+    if not path.startswith("/api/"):
+        return None
+    raw = path[len("/api/"):].split("/")
+    if len(raw) > 1 and raw[-1] == "":
+        raw.pop()  # one trailing slash: /api/queues/ lists all, /api/queues// vhost "/"
+    return [unquote(seg) for seg in raw]

@@ -1,0 +1,81 @@
+"""Who is calling, and what they may see (RabbitMQ's management tags:
+rabbitmq.com/docs/management#permissions).
+
+- no tag: may not use the API at all (401);
+- ``management``: its own vhosts (those it has permissions in), its own connections;
+- ``policymaker``: that, plus policies and parameters of those vhosts;
+- ``monitoring``: every vhost, connection and channel, and node-wide figures;
+- ``administrator``: everything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+_RANK = {"management": 1, "policymaker": 2, "monitoring": 3, "administrator": 4}
+
+
+@dataclass(frozen=True)
+class User:
+    """An authenticated user of the API."""
+
+    name: str
+    tags: tuple[str, ...]
+
+    @property
+    def is_admin(self) -> bool:
+        return "administrator" in self.tags
+
+    @property
+    def is_monitor(self) -> bool:
+        return "administrator" in self.tags or "monitoring" in self.tags
+
+
+class Authenticator:
+    """Checks credentials and visibility against the broker's users (``Server.access``)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def login(self, name: str, password: str, peer_host: str = "127.0.0.1") -> User | None:
+        """The user, or None: unknown, wrong password, or a loopback-only user (RabbitMQ's
+        ``loopback_users``, guest by default) calling from another address."""
+        user = self.server.access.authenticate(name, password)
+        if user is None:
+            return None
+        if name in self.server.settings.loopback_users and not _is_loopback(peer_host):
+            return None
+        return User(name, tuple(user.tags))
+
+    def has_level(self, user: User, level: str) -> bool:
+        if level == "none":
+            return True
+        have = max((_RANK.get(t, 0) for t in user.tags), default=0)
+        if level == "policymaker":
+            return "policymaker" in user.tags or user.is_admin
+        if level == "monitoring":
+            return user.is_monitor
+        return have >= _RANK.get(level, 1)
+
+    def may_see_vhost(self, user: User, vhost: str) -> bool:
+        """Monitoring and administrator users see every vhost; others those they have
+        permissions in (rabbit_mgmt_util:list_visible_vhosts)."""
+        if user.is_monitor:
+            return True
+        return bool(self.server.access.can_access_vhost(user.name, vhost))
+
+    def may_see_owner(self, user: User, owner: str) -> bool:
+        """Connections and channels: a management user sees its own only."""
+        return user.is_monitor or owner == user.name
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,208 @@
+"""``POST /api/exchanges/{vhost}/{x}/publish`` and ``POST /api/queues/{vhost}/{q}/get``:
+messages in and out over HTTP, for humans and scripts (RabbitMQ's own caveat applies: not a
+way to move messages in bulk)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import frames
+from ..errors import AMQPError
+from ..message import Message
+from ..queue_args import parse_expiration
+from ..sender_selected import apply as apply_sender_selected
+from .app import Context, not_found
+from .exchanges import exchange_name
+from .format import jsonable, parse_int
+from .http import HTTPError
+
+if TYPE_CHECKING:
+    from ..message import QueueEntry
+    from ..queue import Queue
+
+# JSON property names (RabbitMQ's, "type" for message_type) -> the codec's
+_PROPERTY_NAMES = {
+    "content_type": "content_type", "content_encoding": "content_encoding",
+    "headers": "headers", "delivery_mode": "delivery_mode", "priority": "priority",
+    "correlation_id": "correlation_id", "reply_to": "reply_to", "expiration": "expiration",
+    "message_id": "message_id", "timestamp": "timestamp", "type": "message_type",
+    "user_id": "user_id", "app_id": "app_id", "cluster_id": "cluster_id",
+}
+_INT_PROPERTIES = ("delivery_mode", "priority", "timestamp")
+ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
+            "reject_requeue_false")
+
+
+def _bad(reason: str) -> HTTPError:
+    return HTTPError(400, "bad_request", reason)
+
+
+def _properties(raw: Any) -> dict[str, Any]:
+    if raw in (None, [], ""):
+        return {}
+    if not isinstance(raw, dict):
+        raise _bad("properties must be an object")
+    props: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _PROPERTY_NAMES.get(key)
+        if name is None:
+            raise _bad(f"{key} is not a message property")
+        if key in _INT_PROPERTIES:
+            value = parse_int(value, key)
+            if key in ("delivery_mode", "priority") and not 0 <= value <= 255:
+                raise _bad(f"{key} out of range: {value}")
+        elif key == "headers":
+            if not isinstance(value, dict):
+                raise _bad("headers must be an object")
+            value = _table(value)
+        elif not isinstance(value, str):
+            value = str(value)
+        props[name] = value
+    return props
+
+
+def _table(value: dict[str, Any]) -> dict[str, Any]:
+    """JSON header values as AMQP field values (numbers stay numbers, lists arrays)."""
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if isinstance(v, dict):
+            out[k] = _table(v)
+        elif isinstance(v, list):
+            out[k] = [_table(x) if isinstance(x, dict) else x for x in v]
+        else:
+            out[k] = v
+    return out
+
+
+def publish(ctx: Context) -> Any:
+    vhost = ctx.vhost()
+    name = exchange_name(ctx.params["name"])
+    exchange = vhost.exchanges.get(name)
+    if exchange is None:
+        raise not_found()
+    body = ctx.body()
+    routing_key = body.get("routing_key", "")
+    payload = body.get("payload", "")
+    encoding = body.get("payload_encoding", "string")
+    if not isinstance(routing_key, str) or not isinstance(payload, str):
+        raise _bad("routing_key and payload must be strings")
+    if encoding == "string":
+        data = payload.encode("utf-8")
+    elif encoding == "base64":
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise _bad("payload is not base64") from None
+    else:
+        raise _bad(f"payload_encoding must be string or base64, not {encoding!r}")
+    props = _properties(body.get("properties"))
+    if exchange.internal:
+        raise HTTPError(400, "bad_request", f"cannot publish to internal exchange '{name}' "
+                                            f"in vhost '{vhost.name}'")
+    try:
+        raw = frames.encode_properties(props)
+        message = Message(name, routing_key, raw, data, props.get("delivery_mode") or 0,
+                          props.get("priority") or 0, props.get("expiration"))
+        if message.expiration is not None:
+            message.ttl = parse_expiration(message.expiration)
+        headers = props.get("headers")
+        if headers and ("CC" in headers or "BCC" in headers):
+            apply_sender_selected(message)
+    except AMQPError as exc:
+        raise _bad(exc.text) from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise _bad(f"unacceptable message properties: {exc}") from None
+    queues = vhost.route(exchange, message)
+    exchange.stat_publish_in += 1
+    if queues:
+        exchange.stat_publish_out += 1
+    for q in queues:
+        q.push(message)
+    return {"routed": bool(queues)}
+
+
+def _payload(body: bytes, encoding: str, truncate: int | None) -> tuple[str, str]:
+    if truncate is not None:
+        body = body[:truncate]
+    if encoding == "auto":
+        try:
+            return body.decode("utf-8"), "string"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), "base64"
+
+
+def _props_json(raw: bytes) -> Any:
+    props = frames.decode_properties(raw)
+    out: dict[str, Any] = {}
+    for json_name, name in _PROPERTY_NAMES.items():
+        value = props.get(name)
+        if value is None:
+            continue
+        if isinstance(value, datetime.datetime):
+            value = int(value.replace(tzinfo=value.tzinfo or datetime.timezone.utc).timestamp())
+        out[json_name] = jsonable(value)
+    # RabbitMQ 3.10 encodes an empty property list as [] (an empty Erlang proplist)
+    return out or []
+
+
+def get_messages(ctx: Context) -> Any:
+    vhost = ctx.vhost()
+    q: Queue | None = vhost.queues.get(ctx.params["name"])
+    if q is None:
+        raise not_found()
+    body = ctx.body()
+    for key in ("count", "ackmode", "encoding"):
+        if key not in body:
+            raise _bad(f"[{{key_missing,{key}}}]")
+    count = parse_int(body["count"], "count")
+    ackmode = body["ackmode"]
+    encoding = body["encoding"]
+    if ackmode not in ACKMODES:
+        raise _bad(f"Invalid ackmode: {ackmode}")
+    if encoding not in ("auto", "base64"):
+        raise _bad("Unsupported encoding. Please use auto or base64.")
+    truncate = body.get("truncate")
+    limit = None if truncate in (None, "") else parse_int(truncate, "truncate")
+    if q.exclusive_owner is not None:
+        raise HTTPError(400, "bad_request", f"cannot obtain exclusive access to locked queue "
+                                            f"'{q.name}' in vhost '{vhost.name}'")
+    taken: list[QueueEntry] = []
+    out = []
+    for _ in range(max(count, 0)):
+        entry = q.get()
+        if entry is None:
+            break
+        q.stat_get += 1
+        if entry.redelivered:
+            q.stat_redeliver += 1
+        taken.append(entry)
+        msg = entry.message
+        payload, payload_encoding = _payload(msg.body, encoding, limit)
+        out.append({
+            "payload_bytes": len(msg.body),
+            "redelivered": entry.redelivered,
+            "exchange": msg.exchange,
+            "routing_key": msg.routing_key,
+            "message_count": len(q.ready),
+            "properties": _props_json(msg.raw_props),
+            "payload": payload,
+            "payload_encoding": payload_encoding,
+        })
+    if not taken:
+        return out
+    if ackmode.endswith("requeue_true"):
+        q.unacked += len(taken)
+        q.requeue(taken, [None] * len(taken))
+    elif ackmode == "ack_requeue_false":
+        for entry in taken:
+            q.stat_ack += 1
+            q.settled(entry)
+    else:
+        q.unacked += len(taken)
+        for entry in taken:
+            q.discard(entry, None, "rejected")
+    return out

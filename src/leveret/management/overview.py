@@ -1,0 +1,303 @@
+"""``/api/overview``, ``/api/nodes``, ``/api/extensions``, ``/api/whoami``,
+``/api/cluster-name``, the health checks and ``/api/aliveness-test/{vhost}``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import time
+from typing import Any
+
+from .. import __version__
+from ..counters import channel_sums
+from ..message import Message
+from .app import Context, not_found
+from .format import details, node_name
+from .http import HTTPError, Response
+
+# the RabbitMQ release whose API this one follows: tools check these to pick features
+RABBITMQ_VERSION = "3.10.8"
+EXCHANGE_TYPES = [
+    {"name": "direct", "description": "AMQP direct exchange, as per the AMQP specification",
+     "enabled": True},
+    {"name": "fanout", "description": "AMQP fanout exchange, as per the AMQP specification",
+     "enabled": True},
+    {"name": "headers", "description": "AMQP headers exchange, as per the AMQP specification",
+     "enabled": True},
+    {"name": "topic", "description": "AMQP topic exchange, as per the AMQP specification",
+     "enabled": True},
+]
+_MESSAGE_STATS = ("publish", "confirm", "return_unroutable", "drop_unroutable", "deliver",
+                  "deliver_no_ack", "get", "get_no_ack", "get_empty", "redeliver", "ack")
+_CHURN = ("channel_closed", "channel_created", "connection_closed", "connection_created",
+          "queue_created", "queue_declared", "queue_deleted")
+
+
+def _python() -> str:
+    return f"{platform.python_implementation()} {platform.python_version()}"
+
+
+def listeners(ctx: Context) -> list[dict[str, Any]]:
+    node = node_name()
+    out = []
+    for host, port in ctx.server.addresses:
+        out.append({"node": node, "protocol": "amqp", "ip_address": host, "port": port,
+                    "socket_opts": {"backlog": 1024, "nodelay": True}})
+    for listener in ctx.api.listeners:
+        out.append({"node": node, "protocol": "http", "ip_address": listener["host"],
+                    "port": listener["port"], "socket_opts": {"port": listener["port"]}})
+    return out
+
+
+def _contexts(ctx: Context) -> list[dict[str, Any]]:
+    return [{"ssl_opts": [], "node": node_name(), "description": "RabbitMQ Management",
+             "path": "/", "port": str(listener["port"])} for listener in ctx.api.listeners]
+
+
+def _totals(ctx: Context) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """message_stats, churn_rates and queue_totals over what the user may see."""
+    server = ctx.server
+    rates = ctx.api.sampler.overview_rates()
+    channels = [ch for conn in server.connections for ch in conn.channels.values()]
+    sums = channel_sums(server.counters, channels)
+    counts = {name: sums["confirmed" if name == "confirm" else name] for name in _MESSAGE_STATS}
+    counts["deliver_get"] = (counts["deliver"] + counts["deliver_no_ack"] + counts["get"]
+                             + counts["get_no_ack"])
+    rates["deliver_get"] = round(rates["deliver"] + rates["deliver_no_ack"] + rates["get"]
+                                 + rates["get_no_ack"], 1)
+    message_stats: dict[str, Any] = {}
+    for name, value in sorted(counts.items()):
+        message_stats[name] = value
+        message_stats[name + "_details"] = details(rates.get(name, 0.0))
+    c = server.counters
+    churn_counts = {
+        "channel_closed": c.channel_closed, "channel_created": c.channel_created,
+        "connection_closed": c.connection_closed, "connection_created": c.connection_created,
+        "queue_created": sum(vh.stat_queue_created for vh in server.vhosts.values()),
+        "queue_declared": sum(vh.stat_queue_declared for vh in server.vhosts.values()),
+        "queue_deleted": sum(vh.stat_queue_deleted for vh in server.vhosts.values()),
+    }
+    churn: dict[str, Any] = {}
+    for name in _CHURN:
+        churn[name] = churn_counts[name]
+        churn[name + "_details"] = details(rates.get(name, 0.0))
+    ready = unacked = 0
+    for vh in ctx.visible_vhosts():
+        for q in vh.queues.values():
+            ready += len(q.ready)
+            unacked += q.unacked
+    queue_totals = {
+        "messages": ready + unacked,
+        "messages_details": details(rates["messages"]),
+        "messages_ready": ready,
+        "messages_ready_details": details(rates["messages_ready"]),
+        "messages_unacknowledged": unacked,
+        "messages_unacknowledged_details": details(rates["messages_unacknowledged"]),
+    }
+    return message_stats, churn, queue_totals
+
+
+def overview(ctx: Context) -> Any:
+    message_stats, churn, queue_totals = _totals(ctx)
+    vhosts = ctx.visible_vhosts()
+    connections = [c for c in ctx.server.connections if c.vhost is not None
+                   and ctx.api.auth.may_see_owner(ctx.user, c.user)]
+    channels = sum(len(c.channels) for c in connections)
+    return {
+        "management_version": RABBITMQ_VERSION,
+        "rates_mode": "basic",
+        "sample_retention_policies": {"global": [600, 3600, 28800, 86400],
+                                      "basic": [600, 3600], "detailed": [600]},
+        "exchange_types": EXCHANGE_TYPES,
+        "product_version": __version__,
+        "product_name": "Leveret",
+        "rabbitmq_version": RABBITMQ_VERSION,
+        "cluster_name": ctx.server.settings.cluster_name,
+        "erlang_version": platform.python_version(),
+        "erlang_full_version": _python(),
+        "release_series_support_status": "supported",
+        "disable_stats": False,
+        "enable_queue_totals": False,
+        "message_stats": message_stats,
+        "churn_rates": churn,
+        "queue_totals": queue_totals,
+        "object_totals": {
+            "channels": channels,
+            "connections": len(connections),
+            "consumers": sum(len(q.consumers) for vh in vhosts for q in vh.queues.values()),
+            "exchanges": sum(len(vh.exchanges) for vh in vhosts),
+            "queues": sum(len(vh.queues) for vh in vhosts),
+        },
+        "statistics_db_event_queue": 0,
+        "node": node_name(),
+        "listeners": listeners(ctx),
+        "contexts": _contexts(ctx),
+    }
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def node_json(ctx: Context) -> dict[str, Any]:
+    server = ctx.server
+    rates = ctx.api.sampler.overview_rates()
+    memory = server.memory
+    data_dir = server.settings.data_dir or os.getcwd()
+    try:
+        disk_free = shutil.disk_usage(data_dir).free
+    except OSError:
+        disk_free = 0
+    try:
+        fd_used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        fd_used = 0
+    fd_total = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    out: dict[str, Any] = {
+        "name": node_name(),
+        "type": "disc",
+        "running": True,
+        "os_pid": str(os.getpid()),
+        "uptime": int((time.time() - server.started_at) * 1000),
+        "processors": os.cpu_count() or 1,
+        "rates_mode": "basic",
+        "mem_used": _rss(),
+        "mem_used_details": details(0.0),
+        "mem_limit": memory.limit or 0,
+        "mem_alarm": bool(memory.blocked),
+        "mem_calculation_strategy": "rss",
+        "disk_free": disk_free,
+        "disk_free_details": details(0.0),
+        "disk_free_limit": 50_000_000,
+        "disk_free_alarm": False,
+        "fd_used": fd_used,
+        "fd_used_details": details(0.0),
+        "fd_total": fd_total,
+        "sockets_used": len(server.connections),
+        "sockets_used_details": details(0.0),
+        "sockets_total": fd_total,
+        "proc_used": 1,
+        "proc_used_details": details(0.0),
+        "proc_total": 1,
+        "run_queue": 0,
+        "net_ticktime": 60,
+        "partitions": [],
+        "cluster_links": [],
+        "applications": [{"name": "leveret", "description": "Leveret", "version": __version__}],
+        "auth_mechanisms": [{"name": "PLAIN", "description": "SASL PLAIN authentication "
+                             "mechanism", "enabled": True},
+                            {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism",
+                             "enabled": True}],
+        "exchange_types": EXCHANGE_TYPES,
+        "enabled_plugins": ["rabbitmq_management"],
+        "contexts": _contexts(ctx),
+        "config_files": [],
+        "log_files": [],
+        "db_dir": server.settings.data_dir or "",
+    }
+    for name in _CHURN:
+        out[name] = 0
+        out[name + "_details"] = details(rates.get(name, 0.0))
+    _, churn, _ = _totals(ctx)
+    out.update(churn)
+    return out
+
+
+def nodes(ctx: Context) -> Any:
+    return [node_json(ctx)]
+
+
+def node(ctx: Context) -> Any:
+    if ctx.params["node"] != node_name():
+        raise not_found()
+    return node_json(ctx)
+
+
+def extensions(ctx: Context) -> Any:
+    return []
+
+
+def whoami(ctx: Context) -> Any:
+    return {"name": ctx.user.name, "tags": list(ctx.user.tags)}
+
+
+def cluster_name(ctx: Context) -> Any:
+    return {"name": ctx.server.settings.cluster_name}
+
+
+def put_cluster_name(ctx: Context) -> Response:
+    name = ctx.body().get("name")
+    if not isinstance(name, str) or not name:
+        raise HTTPError(400, "bad_request", "name must be a non-empty string")
+    ctx.server.settings.cluster_name = name
+    return Response(204)
+
+
+# ---------------------------------------------------------------------- health checks
+
+def _ok(**extra: Any) -> Response:
+    return Response(200, {"status": "ok", **extra})
+
+
+def _failed(reason: str, **extra: Any) -> Response:
+    return Response(503, {"status": "failed", "reason": reason, **extra})
+
+
+def check_alarms(ctx: Context) -> Response:
+    memory = ctx.server.memory
+    if memory.blocked:
+        return _failed("resource alarm(s) in effect in the cluster",
+                       alarms=[{"node": node_name(), "resource": "memory"}])
+    return _ok()
+
+
+def check_local_alarms(ctx: Context) -> Response:
+    if ctx.server.memory.blocked:
+        return _failed("resource alarm(s) in effect on the node",
+                       alarms=[{"node": node_name(), "resource": "memory"}])
+    return _ok()
+
+
+def check_virtual_hosts(ctx: Context) -> Response:
+    return _ok()  # every vhost of a running Leveret is up
+
+
+def check_port_listener(ctx: Context) -> Response:
+    text = ctx.params["port"]
+    try:
+        port = int(text)
+    except ValueError:
+        raise HTTPError(400, "bad_request", f"Invalid port: {text}") from None
+    ports = sorted({p for _, p in ctx.server.addresses}
+                   | {listener["port"] for listener in ctx.api.listeners})
+    if port in ports:
+        return _ok(port=port)
+    return _failed("No active listener", missing=port, ports=ports)
+
+
+def check_node_is_quorum_critical(ctx: Context) -> Response:
+    return _ok()  # no quorum queues on one node
+
+
+def aliveness_test(ctx: Context) -> Response:
+    """Declare ``aliveness-test`` in the vhost, publish to it and get the message back, as
+    RabbitMQ's aliveness test does."""
+    vhost = ctx.vhost()
+    q, _ = vhost.declare_queue("aliveness-test", None, False, False, False, False, {})
+    message = Message("", "aliveness-test", b"\x00\x00", b"test_message")
+    q.push(message)
+    entry = q.get()
+    if entry is not None:
+        q.settled(entry)
+    if entry is None or entry.message is not message:
+        return _failed("aliveness test failed")
+    return _ok()
