@@ -571,6 +571,7 @@ class Channel:
         entry = q.get()
         if entry is None:
             self.stat_get_empty += 1
+            q.stat_get_empty += 1
             self.send(spec.Basic.GetEmpty())
             return
         if m.no_ack:

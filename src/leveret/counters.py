@@ -51,6 +51,7 @@ QUEUE_COUNTERS = (
     "stat_deliver_no_ack",
     "stat_get",
     "stat_get_no_ack",
+    "stat_get_empty",
     "stat_redeliver",
     "stat_ack",
 )

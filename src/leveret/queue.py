@@ -240,6 +240,7 @@ class Queue:
         self.stat_deliver_no_ack = 0
         self.stat_get = 0
         self.stat_get_no_ack = 0
+        self.stat_get_empty = 0
         self.stat_redeliver = 0
         self.stat_ack = 0
         if opts.expires is not None:

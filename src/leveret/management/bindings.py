@@ -98,6 +98,14 @@ def list_between(ctx: Context) -> Any:
 
 
 def create_binding(ctx: Context) -> Response:
+    vhost = ctx.vhost()
+    # RabbitMQ 3.10 answers a missing end here with the AMQP error, not its usual 404 body
+    for kind, name in (("exchange", ctx.params["source"]),
+                       ("queue" if ctx.params["dtype"] == "q" else "exchange",
+                        ctx.params["destination"])):
+        table: Any = vhost.queues if kind == "queue" else vhost.exchanges
+        if ctx.params["dtype"] in ("q", "e") and exchange_name(name) not in table:
+            raise HTTPError(404, "not_found", f"no {kind} '{name}' in vhost '{vhost.name}'")
     vhost, source, dest = _ends(ctx)
     body = ctx.body()
     routing_key = body.get("routing_key", "")

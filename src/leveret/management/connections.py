@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .app import Context, not_found
-from .format import details, jsonable, millis, node_name, reply_list
+from .format import details, jsonable, millis, node_name, reply_list, timestamp
 from .http import Response
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def channel_json(ch: Channel, api: Any) -> dict[str, Any]:
     pending_confirms = 0
     if confirms is not None:
         pending_confirms = confirms.next_seq - confirms.sent_upto
-    return {
+    out = {
         "acks_uncommitted": sum(1 for op in ch.tx or () if op[0] != "publish"),
         "confirm": confirms is not None,
         "connection_details": {"name": connection_name(conn), "peer_host": phost,
@@ -156,6 +156,10 @@ def channel_json(ch: Channel, api: Any) -> dict[str, Any]:
         "user_who_performed_action": conn.user,
         "vhost": ch.vhost.name,
     }
+    since = api.sampler.channel_idle_since(ch)
+    if since is not None:
+        out["idle_since"] = timestamp(since)
+    return out
 
 
 # ---------------------------------------------------------------------- handlers

@@ -54,6 +54,7 @@ def queue_stats(q: Queue, sampler: Sampler) -> dict[str, Any]:
         "deliver_get": q.stat_deliver + q.stat_deliver_no_ack + q.stat_get + q.stat_get_no_ack,
         "deliver_no_ack": q.stat_deliver_no_ack,
         "get": q.stat_get,
+        "get_empty": q.stat_get_empty,
         "get_no_ack": q.stat_get_no_ack,
         "publish": q.stat_publish,
         "redeliver": q.stat_redeliver,

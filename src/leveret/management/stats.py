@@ -172,6 +172,11 @@ class Sampler:
         series = self.queues.get(id(q))
         return series.last_change if series is not None else None
 
+    def channel_idle_since(self, ch: Any) -> float | None:
+        """When the channel's counters last moved (None: not sampled yet)."""
+        series = self.channels.get(id(ch))
+        return series.last_change if series is not None and series.obj is ch else None
+
     def channel_rates(self, ch: Any) -> dict[str, float]:
         return dict(zip(CHANNEL_FIELDS, self._rates(self.channels, ch, len(CHANNEL_FIELDS))))
 

@@ -29,10 +29,43 @@ def vhost_json(ctx: Context, vhost: VirtualHost) -> dict[str, Any]:
         for key in rates:
             rates[key] += qr[key]
     recv = send = 0
+    recv_rate = send_rate = 0.0
     for conn in ctx.server.connections:
         if conn.vhost is vhost:
             recv += conn.recv_oct
             send += conn.send_oct
+            conn_rates = sampler.connection_rates(conn)
+            recv_rate += conn_rates["recv_oct"]
+            send_rate += conn_rates["send_oct"]
+    # what the vhost's queues counted, and its live channels' publish-side figures
+    counts = {"ack": 0, "confirm": 0, "deliver": 0, "deliver_get": 0, "deliver_no_ack": 0,
+              "drop_unroutable": 0, "get": 0, "get_empty": 0, "get_no_ack": 0, "publish": 0,
+              "redeliver": 0, "return_unroutable": 0}
+    msg_rates = dict.fromkeys(counts, 0.0)
+    from_queues = ("ack", "deliver", "deliver_no_ack", "get", "get_empty", "get_no_ack",
+                   "publish", "redeliver")
+    for q in vhost.queues.values():
+        qr = sampler.queue_rates(q)
+        for name in from_queues:
+            counts[name] += getattr(q, "stat_" + name)
+            msg_rates[name] += qr[name]
+    for conn in ctx.server.connections:
+        if conn.vhost is vhost:
+            for ch in conn.channels.values():
+                cr = sampler.channel_rates(ch)
+                counts["confirm"] += ch.confirms.confirmed if ch.confirms is not None else 0
+                counts["drop_unroutable"] += ch.stat_drop_unroutable
+                counts["return_unroutable"] += ch.stat_return_unroutable
+                for name in ("confirm", "drop_unroutable", "return_unroutable"):
+                    msg_rates[name] += cr[name]
+    counts["deliver_get"] = (counts["deliver"] + counts["deliver_no_ack"] + counts["get"]
+                             + counts["get_no_ack"])
+    msg_rates["deliver_get"] = (msg_rates["deliver"] + msg_rates["deliver_no_ack"]
+                                + msg_rates["get"] + msg_rates["get_no_ack"])
+    message_stats: dict[str, Any] = {}
+    for name, value in counts.items():
+        message_stats[name] = value
+        message_stats[name + "_details"] = details(round(msg_rates[name], 1))
     return {
         "cluster_state": {node_name(): "running"},
         "default_queue_type": queue_type,
@@ -43,10 +76,13 @@ def vhost_json(ctx: Context, vhost: VirtualHost) -> dict[str, Any]:
         "messages_ready_details": details(round(rates["messages_ready"], 1)),
         "messages_unacknowledged": unacked,
         "messages_unacknowledged_details": details(round(rates["messages_unacknowledged"], 1)),
+        "message_stats": message_stats,
         "metadata": {"description": description, "tags": tags},
         "name": vhost.name,
         "recv_oct": recv,
+        "recv_oct_details": details(round(recv_rate, 1)),
         "send_oct": send,
+        "send_oct_details": details(round(send_rate, 1)),
         "tags": tags,
         "tracing": bool(info.tracing) if info is not None else False,
     }
