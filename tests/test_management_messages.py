@@ -159,3 +159,22 @@ def test_parameters_and_policies_are_kept(api):
     names = {p["name"] for p in api.json("GET", "/api/global-parameters")}
     assert names == {"internal_cluster_id", "cluster_tags"}
     assert api.put("/api/policies/nope/p", policy).status == 404
+
+
+def test_streams_refuse_get_and_purge_as_rabbitmq(tmp_path):
+    with Broker.in_thread(management_port=0, data_dir=str(tmp_path)) as b:
+        api = API(b.management_url)
+        assert api.put("/api/queues/%2F/s1", {"durable": True,
+                                              "arguments": {"x-queue-type": "stream"}}
+                       ).status == 201
+        assert api.json("GET", "/api/queues/%2F/s1")["type"] == "stream"
+        got = api.post("/api/queues/%2F/s1/get", {"count": 1, "ackmode": "ack_requeue_true",
+                                                  "encoding": "auto"})
+        assert got.status == 400 and got.json() == {
+            "error": "bad_request",
+            "reason": "540 basic.get not supported by stream queues queue 's1' in vhost '/'"}
+        purged = api.delete("/api/queues/%2F/s1/contents")
+        assert purged.status == 400 and purged.json() == {
+            "error": "bad_request",
+            "reason": "queue.purge not supported by stream queues queue 's1' in vhost '/'"}
+        assert api.delete("/api/queues/%2F/s1").status == 204

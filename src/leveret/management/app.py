@@ -52,9 +52,27 @@ class Context:
         if vhost is None:
             raise not_found()
         if not self.api.auth.may_see_vhost(self.user, name):
-            raise HTTPError(401, "not_authorised", "Not authorised to access virtual host",
+            raise HTTPError(401, "not_authorised", "User not authorised to access virtual host",
                             [("www-authenticate", REALM)])
         return vhost
+
+    def allowed(self, perm: str, kind: str, name: str) -> bool:
+        """Whether the user has ``perm`` (configure, write, read) on the resource: the API
+        acts as the user, with the user's AMQP permissions (the default exchange is
+        ``amq.default``)."""
+        perms = self.api.server.access.permissions(self.user.name, self.params["vhost"])
+        return perms is not None and perms.allows(perm, name or "amq.default")
+
+    def refusal(self, kind: str, name: str) -> str:
+        return (f"ACCESS_REFUSED - access to {kind} '{name or 'amq.default'}' in vhost "
+                f"'{self.params['vhost']}' refused for user '{self.user.name}'")
+
+    def need(self, perm: str, kind: str, name: str) -> None:
+        """401 "Access refused." unless the user has ``perm`` on the resource (RabbitMQ's
+        answer when an API call's AMQP operation is refused)."""
+        if not self.allowed(perm, kind, name):
+            raise HTTPError(401, "not_authorised", "Access refused.",
+                            [("www-authenticate", REALM)])
 
     def visible_vhosts(self) -> list[VirtualHost]:
         """The path's vhost if it names one, else every vhost the user may see."""
@@ -144,15 +162,20 @@ class ManagementAPI:
                 "utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             name, sep, password = "", "", ""
-        peer_host = req.peer.rsplit(":", 1)[0].strip("[]")
-        user = self.auth.login(name, password, peer_host) if sep else None
+        user = self.auth.login(name, password) if sep else None
         if user is None:
             raise HTTPError(401, "not_authorized", "Login failed",
+                            [("www-authenticate", REALM)])
+        if self.auth.loopback_only(user, req.local_host):
+            raise HTTPError(401, "not_authorised", "User can only log in via localhost")
+        if not self.auth.has_level(user, ANY):
+            # a user without a management tag may not use the API at all
+            raise HTTPError(401, "not_authorised", "Not management user",
                             [("www-authenticate", REALM)])
         if not self.auth.has_level(user, level):
             reason = {ADMIN: "Not administrator user", MONITOR: "Not monitor user",
                       POLICY: "Not policymaker user"}.get(level, "Not management user")
-            raise HTTPError(401, "not_authorized", reason, [("www-authenticate", REALM)])
+            raise HTTPError(401, "not_authorised", reason, [("www-authenticate", REALM)])
         return user
 
 

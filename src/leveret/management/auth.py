@@ -42,15 +42,18 @@ class Authenticator:
     def __init__(self, server: Server) -> None:
         self.server = server
 
-    def login(self, name: str, password: str, peer_host: str = "127.0.0.1") -> User | None:
-        """The user, or None: unknown, wrong password, or a loopback-only user (RabbitMQ's
-        ``loopback_users``, guest by default) calling from another address."""
+    def login(self, name: str, password: str) -> User | None:
+        """The user, or None: unknown, or a wrong password."""
         user = self.server.access.authenticate(name, password)
         if user is None:
             return None
-        if name in self.server.settings.loopback_users and not _is_loopback(peer_host):
-            return None
         return User(name, tuple(user.tags))
+
+    def loopback_only(self, user: User, local_host: str) -> bool:
+        """A loopback-only user (RabbitMQ's ``loopback_users``, guest by default) who reached
+        the API through an address that is not a loopback one (the socket's own address, as
+        RabbitMQ checks it)."""
+        return user.name in self.server.settings.loopback_users and not _is_loopback(local_host)
 
     def has_level(self, user: User, level: str) -> bool:
         if level == "none":
@@ -76,6 +79,8 @@ class Authenticator:
 
 def _is_loopback(host: str) -> bool:
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))

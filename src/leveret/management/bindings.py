@@ -107,6 +107,7 @@ def create_binding(ctx: Context) -> Response:
         if ctx.params["dtype"] in ("q", "e") and exchange_name(name) not in table:
             raise HTTPError(404, "not_found", f"no {kind} '{name}' in vhost '{vhost.name}'")
     vhost, source, dest = _ends(ctx)
+    _need_bind(ctx, source, dest)
     body = ctx.body()
     routing_key = body.get("routing_key", "")
     arguments = body.get("arguments") or {}
@@ -137,8 +138,15 @@ def show_binding(ctx: Context) -> Any:
     return binding_json(vhost, source, b)
 
 
+def _need_bind(ctx: Context, source: Exchange, dest: Queue | Exchange) -> None:
+    # queue.bind / exchange.bind: write on the destination, read on the source
+    ctx.need("write", "queue" if isinstance(dest, Queue) else "exchange", dest.name)
+    ctx.need("read", "exchange", source.name)
+
+
 def delete_binding(ctx: Context) -> Response:
     vhost, source, b = _find(ctx)
+    _need_bind(ctx, source, b.destination)
     try:
         vhost.unbind(source, b.destination, b.routing_key, b.arguments)
     except AMQPError as exc:

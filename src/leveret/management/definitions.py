@@ -13,14 +13,12 @@ conflicting declaration is an error naming it, as RabbitMQ reports it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..auth import AccessError
 from ..errors import AMQPError
 from ..exchange import Exchange
 from ..queue import Queue
@@ -40,10 +38,6 @@ _PREDECLARED = {name for name, _ in PREDECLARED}
 
 class DefinitionsError(ValueError):
     """A definitions file that cannot be applied; the text says what and where."""
-
-
-def _access(server: Server) -> Any:
-    return getattr(server, "access", None)
 
 
 # ---------------------------------------------------------------------- export
@@ -80,24 +74,11 @@ def _topology(vhost: VirtualHost, with_vhost: bool) -> dict[str, list[dict[str, 
 def export_all(server: Server) -> dict[str, Any]:
     """Every definition of the broker (``GET /api/definitions``)."""
     params = Parameters.of(server)
-    access = _access(server)
-    if access is not None:
-        users = [u.as_definition() for u in access.list_users()]
-        vhosts = [v.as_definition() for v in access.list_vhosts()]
-        permissions = [{"user": p_user, "vhost": p_vhost, **perm.as_dict()}
-                       for (p_user, p_vhost), perm in _permission_items(access)]
-        topic_permissions = [{"user": t_user, "vhost": t_vhost, **perm.as_dict()}
-                             for (t_user, t_vhost), perm in _topic_items(access)]
-    else:  # before the users model: every configured user may use every vhost
-        users = [{"name": name, "password_hash": _sha256_hash(password),
-                  "hashing_algorithm": "rabbit_password_hashing_sha256",
-                  "tags": ["administrator"], "limits": {}}
-                 for name, password in server.settings.users.items()]
-        vhosts = [{"name": name, "limits": [], "metadata": {"description": "", "tags": []}}
-                  for name in server.vhosts]
-        permissions = [{"user": u, "vhost": v, "configure": ".*", "write": ".*", "read": ".*"}
-                       for u in server.settings.users for v in server.vhosts]
-        topic_permissions = []
+    access = server.access
+    users = [u.as_definition() for u in access.list_users()]
+    vhosts = [v.as_definition() for v in access.list_vhosts()]
+    permissions = [p.as_dict() for p in access.list_permissions()]
+    topic_permissions = [p.as_dict() for p in access.list_topic_permissions()]
     out: dict[str, Any] = {
         "rabbit_version": RABBITMQ_VERSION,
         "rabbitmq_version": RABBITMQ_VERSION,
@@ -132,20 +113,6 @@ def export_vhost(server: Server, vhost: VirtualHost) -> dict[str, Any]:
     }
     out.update(_topology(vhost, False))
     return out
-
-
-def _sha256_hash(password: str) -> str:
-    """RabbitMQ's stored form: base64(salt + SHA-256(salt + password)), a 4-byte salt."""
-    salt = os.urandom(4)
-    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
-
-
-def _permission_items(access: Any) -> list[tuple[tuple[str, str], Any]]:
-    return [((p.user, p.vhost), p) for p in access.list_permissions()]
-
-
-def _topic_items(access: Any) -> list[tuple[tuple[str, str], Any]]:
-    return [((p.user, p.vhost), p) for p in access.list_topic_permissions()]
 
 
 # ---------------------------------------------------------------------- import
@@ -186,8 +153,6 @@ def import_definitions(server: Server, defs: Any, only_vhost: str | None = None,
     whose items have no ``vhost`` and go to that vhost. DefinitionsError if it cannot."""
     if not isinstance(defs, dict):
         raise DefinitionsError("definitions must be a JSON object")
-    access = _access(server)
-
     def vhost_of(item: dict[str, Any]) -> VirtualHost:
         name = only_vhost if only_vhost is not None else _text(item, "vhost", "/")
         vhost = server.vhosts.get(name)
@@ -196,7 +161,7 @@ def import_definitions(server: Server, defs: Any, only_vhost: str | None = None,
         return vhost
 
     if only_vhost is None:
-        _import_access(server, access, defs, user)
+        _import_access(server, defs)
     params = Parameters.of(server)
     for p in _items(defs, "parameters"):
         vhost = vhost_of(p)
@@ -242,21 +207,12 @@ def import_definitions(server: Server, defs: Any, only_vhost: str | None = None,
         raise DefinitionsError(exc.text) from None
 
 
-def _import_access(server: Server, access: Any, defs: dict[str, Any],
-                   user: str | None) -> None:
+def _import_access(server: Server, defs: dict[str, Any]) -> None:
     users = _items(defs, "users")
     vhosts = _items(defs, "vhosts")
     permissions = _items(defs, "permissions")
     topic_permissions = _items(defs, "topic_permissions")
-    if access is None:
-        # before the users model: vhosts only (users and permissions need it)
-        for v in vhosts:
-            server.add_vhost(_text(v, "name"))
-        if users or permissions or topic_permissions:
-            log.warning("definitions: users and permissions are not imported by this build")
-        return
-    from ..auth import AccessError  # type: ignore[import-not-found]
-
+    access = server.access
     try:
         for u in users:
             tags = u.get("tags", ())

@@ -74,6 +74,7 @@ def put_exchange(ctx: Context) -> Response:
     if not isinstance(kind, str) or not isinstance(arguments, dict):
         raise HTTPError(400, "bad_request", "type must be a string, arguments an object")
     existed = name in vhost.exchanges
+    ctx.need("configure", "exchange", name)
     try:
         vhost.declare_exchange(name, kind, False, parse_bool(body.get("durable"), False),
                                parse_bool(body.get("auto_delete"), False),
@@ -88,6 +89,7 @@ def delete_exchange(ctx: Context) -> Response:
     name = exchange_name(ctx.params["name"])
     if name not in vhost.exchanges:
         raise not_found()
+    ctx.need("configure", "exchange", name)
     try:
         vhost.delete_exchange(name, if_unused=ctx.req.query.get("if-unused") == "true")
     except AMQPError as exc:

@@ -33,10 +33,10 @@ IDLE_TIMEOUT = 300.0  # seconds a keep-alive connection may sit idle (cowboy's i
 class Request:
     """One HTTP request as handlers see it."""
 
-    __slots__ = ("method", "target", "path", "query", "headers", "body", "peer")
+    __slots__ = ("method", "target", "path", "query", "headers", "body", "peer", "local_host")
 
     def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes,
-                 peer: str) -> None:
+                 peer: str, local_host: str = "") -> None:
         self.method = method
         self.target = target
         path, _, qs = target.partition("?")
@@ -45,6 +45,7 @@ class Request:
         self.headers = headers  # lower-case names
         self.body = body
         self.peer = peer
+        self.local_host = local_host  # the address the client reached (loopback_users)
 
     def json(self) -> Any:
         """The body as JSON (RabbitMQ: an empty body or ``null`` is ``{}``); HTTPError 400
@@ -106,6 +107,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_SIZE)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
+        self.local_host = ""
         self.connections = connections
         self._request: h11.Request | None = None
         self._body: list[bytes] = []
@@ -119,6 +121,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+        local = transport.get_extra_info("sockname")
+        self.local_host = str(local[0]) if isinstance(local, tuple) else ""
         if self.connections is not None:
             self.connections.add(self)
         self._arm_idle()
@@ -212,7 +216,8 @@ class HTTPProtocol(asyncio.Protocol):
         assert req is not None
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in req.headers}
         request = Request(req.method.decode("ascii", "replace"),
-                          req.target.decode("latin-1"), headers, b"".join(self._body), self.peer)
+                          req.target.decode("latin-1"), headers, b"".join(self._body), self.peer,
+                          self.local_host)
         self._body = []
         try:
             response = self.handler(request)

@@ -99,6 +99,9 @@ def publish(ctx: Context) -> Any:
     else:
         raise _bad(f"payload_encoding must be string or base64, not {encoding!r}")
     props = _properties(body.get("properties"))
+    if not ctx.allowed("write", "exchange", name):
+        # RabbitMQ answers this one as a bad request carrying the channel's error
+        raise _bad("403 " + ctx.refusal("exchange", name))
     if exchange.internal:
         raise HTTPError(400, "bad_request", f"cannot publish to internal exchange '{name}' "
                                             f"in vhost '{vhost.name}'")
@@ -167,13 +170,18 @@ def get_messages(ctx: Context) -> Any:
         raise _bad("Unsupported encoding. Please use auto or base64.")
     truncate = body.get("truncate")
     limit = None if truncate in (None, "") else parse_int(truncate, "truncate")
+    if not ctx.allowed("read", "queue", q.name):
+        raise HTTPError(401, "not_authorised", ctx.refusal("queue", q.name))
     if q.exclusive_owner is not None:
         raise HTTPError(400, "bad_request", f"cannot obtain exclusive access to locked queue "
                                             f"'{q.name}' in vhost '{vhost.name}'")
     taken: list[QueueEntry] = []
     out = []
     for _ in range(max(count, 0)):
-        entry = q.get()
+        try:
+            entry = q.get()
+        except AMQPError as exc:  # a stream refuses basic.get ("540 basic.get not ...")
+            raise _bad(f"{exc.code} {exc.text}") from None
         if entry is None:
             break
         q.stat_get += 1

@@ -121,7 +121,13 @@ def policy_from(vhost: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- handlers
 
+def _may_see_policies(ctx: Context) -> bool:
+    return ctx.api.auth.has_level(ctx.user, "policymaker")
+
+
 def list_parameters(ctx: Context) -> Any:
+    if not _may_see_policies(ctx):
+        return []  # RabbitMQ lists none to a user who is not a policymaker
     params = Parameters.of(ctx.server)
     component = ctx.params.get("component")
     vhosts = {vh.name for vh in ctx.visible_vhosts()}
@@ -201,6 +207,8 @@ def _policies(ctx: Context, operator: bool) -> dict[tuple[str, str], dict[str, A
 
 
 def list_policies(ctx: Context, operator: bool = False) -> Any:
+    if not _may_see_policies(ctx):
+        return []  # RabbitMQ lists none to a user who is not a policymaker
     vhosts = {vh.name for vh in ctx.visible_vhosts()}
     items = [p for (vh, _), p in _policies(ctx, operator).items() if vh in vhosts]
     return reply_list(ctx.req, items)

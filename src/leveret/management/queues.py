@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ChannelError
+from ..errors import AMQPError, ChannelError
 from .app import Context, not_found
 from .format import details, jsonable, node_name, parse_bool, reply_list, timestamp
 from .http import HTTPError, Response
@@ -168,6 +168,7 @@ def put_queue(ctx: Context) -> Response:
     if not isinstance(arguments, dict):
         raise HTTPError(400, "bad_request", "arguments must be an object")
     existed = name in vhost.queues
+    ctx.need("configure", "queue", name)
     try:
         # RabbitMQ declares it for the API as for any client: no exclusive owner over HTTP
         vhost.declare_queue(name, None, False, parse_bool(body.get("durable"), False), False,
@@ -183,6 +184,7 @@ def delete_queue(ctx: Context) -> Response:
     if q is None:
         raise not_found()
     query = ctx.req.query
+    ctx.need("configure", "queue", q.name)
     try:
         vhost.delete_queue(q, if_unused=query.get("if-unused") == "true",
                            if_empty=query.get("if-empty") == "true")
@@ -192,7 +194,13 @@ def delete_queue(ctx: Context) -> Response:
 
 
 def purge_queue(ctx: Context) -> Response:
-    _queue(ctx).purge()
+    q = _queue(ctx)
+    ctx.need("read", "queue", q.name)
+    try:
+        q.check_purge()  # a stream refuses it
+    except AMQPError as exc:
+        raise HTTPError(400, "bad_request", exc.text) from None  # RabbitMQ's words
+    q.purge()
     return Response(204)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..auth import AccessError
 from .app import Context, not_found
 from .format import details, node_name, reply_list
 from .http import HTTPError, Response
@@ -13,10 +14,8 @@ if TYPE_CHECKING:
 
 
 def vhost_json(ctx: Context, vhost: VirtualHost) -> dict[str, Any]:
-    access = getattr(ctx.server, "access", None)
-    info = access.vhost(vhost.name) if access is not None else None
-    description = info.description if info is not None else (
-        "Default virtual host" if vhost.name == "/" else "")
+    info = ctx.server.access.vhost(vhost.name)
+    description = info.description if info is not None else ""
     tags = list(info.tags) if info is not None else []
     queue_type = (info.default_queue_type if info is not None else None) or "undefined"
     sampler = ctx.api.sampler
@@ -106,18 +105,17 @@ def put_vhost(ctx: Context) -> Response:
         raise HTTPError(400, "bad_request", "description must be a string, tags a list")
     server = ctx.server
     existed = name in server.vhosts
-    access = getattr(server, "access", None)
-    if access is not None:
+    access = server.access
+    try:
         if existed:
             access.update_vhost(name, description=description, tags=tags)
         else:
+            # the user who creates a vhost gets full permissions there, as in RabbitMQ
             access.add_vhost(name, description=description, tags=tags,
                              default_queue_type=body.get("default_queue_type"),
                              grant_to=ctx.user.name)
-    else:
-        server.add_vhost(name)
-        if name not in server.settings.vhosts:
-            server.settings.vhosts.append(name)
+    except (AccessError, ValueError) as exc:
+        raise HTTPError(400, "bad_request", getattr(exc, "reason", str(exc))) from None
     return Response(204 if existed else 201)
 
 
@@ -126,13 +124,7 @@ def delete_vhost(ctx: Context) -> Response:
     server = ctx.server
     if name not in server.vhosts:
         raise not_found()
-    access = getattr(server, "access", None)
-    if access is not None:
-        access.delete_vhost(name)
-    else:
-        server.delete_vhost(name)
-        if name in server.settings.vhosts:
-            server.settings.vhosts.remove(name)
+    server.access.delete_vhost(name)
     from .parameters import Parameters
 
     Parameters.of(server).drop_vhost(name)
