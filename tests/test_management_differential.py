@@ -44,6 +44,8 @@ def kind(value: Any) -> str:
 def assert_same_shape(ours: Any, theirs: Any, where: str = "", ignore: set[str] = frozenset()
                       ) -> None:
     """Every field RabbitMQ gives, Leveret gives with the same JSON type (recursively)."""
+    if theirs == [] and isinstance(ours, dict):
+        return  # an empty Erlang proplist: RabbitMQ's "no details yet" (a consumer's channel)
     if isinstance(theirs, dict):
         assert isinstance(ours, dict), f"{where}: {ours!r} is not an object"
         missing = set(theirs) - set(ours) - ignore
