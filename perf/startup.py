@@ -5,7 +5,9 @@ and resident memory (VmRSS) one second after that, for Leveret and a cold Rabbit
     python perf/startup.py --no-rabbitmq      # Leveret alone
     python perf/startup.py --system-rabbitmq  # stop the local RabbitMQ and time that one
 
-Leveret runs as ``python -m leveret --port N`` with a fresh data directory each run. RabbitMQ, if
+Leveret runs as ``python -m leveret --port N`` with a fresh data directory each run, without the
+management API (``--no-management``) and with it (``--management-port`` a free port), the two
+alternating. RabbitMQ, if
 installed, runs by default as a private node: the installed ``rabbitmq-server`` with its own
 node name, ports and data directory (and no plugins), so a RabbitMQ already serving 5672 to
 tests keeps running. ``--system-rabbitmq`` instead stops the local node (``rabbitmqctl stop``),
@@ -136,18 +138,22 @@ def terminate(proc: subprocess.Popen) -> None:
 
 # ---------------------------------------------------------------------- the brokers
 
-def leveret_runs(runs: int) -> list[tuple[float, int]]:
-    out = []
+def leveret_runs(runs: int) -> dict[str, list[tuple[float, int]]]:
+    """Leveret without the management API and with it (on a free port), runs alternating."""
+    out: dict[str, list[tuple[float, int]]] = {"leveret": [], "leveret+api": []}
     for i in range(runs + 1):
-        port = free_port()
-        # A fresh data dir each run: Leveret creates its store the way a cold start would,
-        # and the user's default one is never touched.
-        with tempfile.TemporaryDirectory(prefix="leveret-startup-") as data_dir:
-            cmd = [sys.executable, "-m", "leveret", "--port", str(port), "--log-level",
-                   "warning", "--data-dir", data_dir]
-            res = measure(cmd, port, terminate)
-        if i:  # the first run only warms the page cache
-            out.append(res)
+        for name in (("leveret", "leveret+api") if i % 2 else ("leveret+api", "leveret")):
+            port = free_port()
+            api = (["--management-port", str(free_port())] if name == "leveret+api"
+                   else ["--no-management"])
+            # A fresh data dir each run: Leveret creates its store the way a cold start would,
+            # and the user's default one is never touched.
+            with tempfile.TemporaryDirectory(prefix="leveret-startup-") as data_dir:
+                cmd = [sys.executable, "-m", "leveret", "--port", str(port), "--log-level",
+                       "warning", "--data-dir", data_dir, *api]
+                res = measure(cmd, port, terminate)
+            if i:  # the first run only warms the page cache
+                out[name].append(res)
     return out
 
 
@@ -233,7 +239,7 @@ def main() -> int:
                      help="measure the local RabbitMQ node itself (stops and restarts it)")
     args = p.parse_args()
 
-    results = {"leveret": leveret_runs(args.runs)}
+    results = leveret_runs(args.runs)
     if args.no_rabbitmq:
         pass
     elif not shutil.which("rabbitmq-server"):
@@ -244,14 +250,17 @@ def main() -> int:
     else:
         results["rabbitmq"] = private_rabbitmq_runs(args.runs)
 
-    print(f"{'broker':<10} {'start-to-listen s':>18} {'idle RSS MiB':>13}   "
+    print(f"{'broker':<12} {'start-to-listen s':>18} {'idle RSS MiB':>13}   "
           f"(median of {args.runs})")
     med = {}
     for name, rows in results.items():
         t = statistics.median(r[0] for r in rows)
         m = statistics.median(r[1] for r in rows) / 1024
         med[name] = (t, m)
-        print(f"{name:<10} {t:>18.3f} {m:>13.1f}")
+        print(f"{name:<12} {t:>18.3f} {m:>13.1f}")
+    (at, am), (bt, bm) = med["leveret+api"], med["leveret"]
+    print(f"management API on/off: start-to-listen {at / bt:.2f}x, idle RSS "
+          f"+{am - bm:.1f} MiB")
     if "rabbitmq" in med:
         (lt, lm), (rt, rm) = med["leveret"], med["rabbitmq"]
         print(f"leveret/rabbitmq: start-to-listen {lt / rt:.2f}x ({rt / lt:.1f}x faster), "
