@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pika
+import pika.exceptions
 import pytest
 
 from _proc import LeveretProcess
@@ -88,6 +89,21 @@ def test_round_trip_into_another_broker(api, mbroker):
         conn.close()
         # importing the same file again changes nothing and is no error
         assert oapi.post("/api/definitions", defs).status == 204
+
+
+def test_server_named_queues_come_back_under_their_names(api, mbroker):
+    """RabbitMQ exports a non-exclusive server-named queue, and its import restores it (no
+    reserved-prefix rule there); over AMQP the name stays reserved."""
+    defs = {"queues": [{"name": "amq.gen-AbCdEf", "vhost": "/", "durable": False,
+                        "auto_delete": False, "arguments": {}}]}
+    assert api.post("/api/definitions", defs).status == 204
+    conn = pika.BlockingConnection(pika.URLParameters(mbroker.url))
+    conn.channel().queue_declare("amq.gen-AbCdEf", passive=True)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        conn.channel().queue_declare("amq.gen-other")
+    assert info.value.reply_code == 403
+    conn.close()
+    assert api.put("/api/queues/%2F/amq.gen-x").status == 400
 
 
 def test_per_vhost_import_and_errors(api):

@@ -241,12 +241,15 @@ class VirtualHost:
         auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
         authz: Authorizer | None = None,
+        any_name: bool = False,
     ) -> tuple[Queue, bool]:
         """Declare (or with ``passive`` look up) a queue; returns (queue, created). In
         rabbit_channel's order: the name (server-named, or not ``amq.*``), the configure
         permission on it (``authz``: the user's, None for the broker itself), then equivalence
         with an existing queue, or for a new one read on it and write on its dead-letter
-        exchange, then its arguments."""
+        exchange, then its arguments. ``any_name``: the broker itself restores the queue
+        (a definitions import: rabbit_amqqueue:declare knows no reserved prefix, so a
+        server-named ``amq.gen-*`` queue comes back under its name)."""
         arguments = arguments or {}
         self.stat_queue_declared += 1
         if passive:
@@ -260,7 +263,7 @@ class VirtualHost:
                                    "Cannot declare a server-named queue for type "
                                    f"rabbit_{kind}_queue")
             name = "amq.gen-" + secrets.token_urlsafe(16)
-        elif name.startswith("amq."):
+        elif name.startswith("amq.") and not any_name:
             raise ChannelError(
                 ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'"
             )

@@ -180,7 +180,7 @@ def import_definitions(server: Server, defs: Any, only_vhost: str | None = None,
     try:
         for q in _items(defs, "queues"):
             vhost_of(q).declare_queue(_text(q, "name"), None, False, _bool(q, "durable", True),
-                                      False, _bool(q, "auto_delete"), _args(q))
+                                      False, _bool(q, "auto_delete"), _args(q), any_name=True)
         for x in _items(defs, "exchanges"):
             name = _text(x, "name")
             if name in _PREDECLARED:
