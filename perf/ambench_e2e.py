@@ -304,9 +304,10 @@ def main() -> int:
     p.add_argument("-s", "--scenario", action="append", choices=list(SCENARIOS),
                    help="scenario to run (repeatable; default: all)")
     p.add_argument("--leveret-cmd", default=f"{shlex.quote(sys.executable)} -m leveret "
-                   "--log-level warning --no-management",
+                   "--log-level warning --no-management --no-prometheus",
                    help="command starting Leveret, without --port (default: without the "
-                        "management API; add --management-port 0 for it)")
+                        "management API and metrics; add --management-port 0 or "
+                        "--prometheus-port 0 for them)")
     p.add_argument("--rabbitmq-host", default="127.0.0.1")
     p.add_argument("--rabbitmq-port", type=int, default=5672)
     p.add_argument("--no-rabbitmq", action="store_true", help="leave RabbitMQ out")

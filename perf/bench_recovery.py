@@ -103,7 +103,7 @@ def wait_count(port: int, n: int) -> None:
 def leveret(n: int, size: int) -> float:
     with tempfile.TemporaryDirectory(prefix="leveret-recovery-") as data_dir:
         cmd = [sys.executable, "-m", "leveret", "--log-level", "warning", "--no-management",
-               "--data-dir", data_dir]
+               "--no-prometheus", "--data-dir", data_dir]
         port = free_port()
         proc = subprocess.Popen(cmd + ["--port", str(port)])
         try:

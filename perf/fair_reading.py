@@ -206,7 +206,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     p.add_argument("--flooders", type=int, default=1, help="flooding connections")
     p.add_argument("--leveret-cmd",
-                   default=f"{shlex.quote(sys.executable)} -m leveret --no-management")
+                   default=f"{shlex.quote(sys.executable)} -m leveret --no-management "
+                   "--no-prometheus")
     p.add_argument("--no-rabbitmq", action="store_true")
     args = p.parse_args()
     results: dict[str, dict[str, float]] = {}

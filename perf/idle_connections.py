@@ -120,7 +120,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=2000, help="sockets of each kind (default 2000)")
     p.add_argument("--leveret-cmd",
-                   default=f"{shlex.quote(sys.executable)} -m leveret --no-management",
+                   default=f"{shlex.quote(sys.executable)} -m leveret --no-management "
+                   "--no-prometheus",
                    help="how to start Leveret (default: this Python's -m leveret)")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -52,7 +52,8 @@ def main() -> int:
     args = p.parse_args()
     scenarios = args.scenario or ["default", "-a 0", "-c 100", "-P 1 -c 100", "10 pairs"]
     binary = args.ambench or build_ambench()
-    base = [sys.executable, "-m", "leveret", "--log-level", "warning"]
+    # without the metrics on both sides (15692 is the local RabbitMQ's): the API alone differs
+    base = [sys.executable, "-m", "leveret", "--log-level", "warning", "--no-prometheus"]
     off_port, on_port, api_port = free_port(), free_port(), free_port()
 
     print(f"{args.n} messages per run, {args.rounds} rounds, ambench {binary}, "

@@ -34,7 +34,8 @@ def leveret(n: int, size: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="leveret-paging-") as data_dir:
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "leveret", "--log-level", "warning",
-                                 "--no-management", "--data-dir", data_dir, "--port", str(port)])
+                                 "--no-management", "--no-prometheus", "--data-dir", data_dir,
+                                 "--port", str(port)])
         try:
             wait_port(port)
             idle = rss_mib(proc.pid)

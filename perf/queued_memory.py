@@ -91,7 +91,7 @@ def measure(pid: int, port: int, n: int, size: int) -> tuple[int, int]:
 def leveret(n: int, size: int) -> tuple[int, int]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "leveret", "--log-level", "warning",
-                             "--no-management",
+                             "--no-management", "--no-prometheus",
                              "--port", str(port)])
     try:
         wait_port(port)

@@ -144,8 +144,11 @@ def leveret_runs(runs: int) -> dict[str, list[tuple[float, int]]]:
     for i in range(runs + 1):
         for name in (("leveret", "leveret+api") if i % 2 else ("leveret+api", "leveret")):
             port = free_port()
-            api = (["--management-port", str(free_port())] if name == "leveret+api"
-                   else ["--no-management"])
+            # "+api": the management API and the Prometheus metrics on, as a default start
+            # (on free ports: the local RabbitMQ holds 15672 and 15692)
+            api = (["--management-port", str(free_port()), "--prometheus-port",
+                    str(free_port())] if name == "leveret+api"
+                   else ["--no-management", "--no-prometheus"])
             # A fresh data dir each run: Leveret creates its store the way a cold start would,
             # and the user's default one is never touched.
             with tempfile.TemporaryDirectory(prefix="leveret-startup-") as data_dir:

@@ -35,6 +35,8 @@ class LeveretProcess:
             argv.append("--in-memory")
         if not any(a in args for a in ("--management-port", "--no-management")):
             argv.append("--no-management")  # RabbitMQ holds 15672 on the test machines
+        if not any(a in args for a in ("--prometheus-port", "--no-prometheus")):
+            argv.append("--no-prometheus")  # and 15692
         self.lines: list[str] = []
         self._changed = threading.Condition()
         environment = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
@@ -108,5 +110,8 @@ def run_leveret(args: Sequence[str], env: dict[str, str] | None = None,
     if not any(a in args for a in ("--management-port", "--no-management", "--version",
                                    "--help")):
         args = [*args, "--no-management"]  # RabbitMQ holds 15672 on the test machines
+    if not any(a in args for a in ("--prometheus-port", "--no-prometheus", "--version",
+                                   "--help")):
+        args = [*args, "--no-prometheus"]  # and 15692
     return subprocess.run([sys.executable, "-m", "leveret", *args], capture_output=True,
                           text=True, timeout=timeout, env={**environment, **(env or {})})

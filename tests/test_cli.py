@@ -72,7 +72,8 @@ def test_port_in_use_is_one_line_and_exit_1():
         s.listen()
         port = s.getsockname()[1]
         out = subprocess.run([sys.executable, "-m", "leveret", "--host", "127.0.0.1",
-                              "--port", str(port), "--in-memory"], capture_output=True, text=True,
+                              "--port", str(port), "--in-memory", "--no-management",
+                              "--no-prometheus"], capture_output=True, text=True,
                              timeout=30)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
@@ -139,7 +140,8 @@ def test_second_broker_on_the_same_data_dir_is_refused(tmp_path):
     proc, _ = start("--data-dir", str(tmp_path))
     try:
         out = subprocess.run([sys.executable, "-m", "leveret", "--port", str(free_port()),
-                              "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                              "--data-dir", str(tmp_path), "--no-management",
+                              "--no-prometheus"], capture_output=True, text=True,
                              timeout=30)
         assert out.returncode == 1
         assert "in use by another leveret" in out.stderr and "Traceback" not in out.stderr
@@ -150,7 +152,8 @@ def test_second_broker_on_the_same_data_dir_is_refused(tmp_path):
 def test_incompatible_data_dir_is_refused(tmp_path):
     (tmp_path / "VERSION").write_text("leveret-store 99\n")
     out = subprocess.run([sys.executable, "-m", "leveret", "--port", str(free_port()),
-                          "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=30)
+                          "--data-dir", str(tmp_path), "--no-management", "--no-prometheus"],
+                         capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert "leveret-store 99" in out.stderr and "Traceback" not in out.stderr
 

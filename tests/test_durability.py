@@ -227,7 +227,8 @@ def _start_server(data_dir: str, port: int, mode: str = "plain") -> subprocess.P
     args, env = MODES[mode]
     proc = subprocess.Popen(
         [sys.executable, "-m", "leveret", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", data_dir, "--log-level", "warning", "--no-management", *args],
+         "--data-dir", data_dir, "--log-level", "warning", "--no-management", "--no-prometheus",
+         *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **env})
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

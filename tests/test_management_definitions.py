@@ -158,7 +158,8 @@ def test_bad_definitions_file_is_one_line_and_exit_1(tmp_path, content):
     path = tmp_path / "defs.json"
     path.write_text(content)
     out = subprocess.run([sys.executable, "-m", "leveret", "--port", str(free_port()),
-                          "--in-memory", "--no-management", "--definitions", str(path)],
+                          "--in-memory", "--no-management", "--no-prometheus",
+                          "--definitions", str(path)],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]

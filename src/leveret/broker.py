@@ -107,9 +107,11 @@ class Broker:
     ``management_port`` (the HTTP management API on ``host``; 0 = an ephemeral port, None = no
     API; ``management_port`` the property then tells the bound port), ``definitions`` (a
     RabbitMQ definitions file imported before the broker listens; ``DefinitionsError`` from
-    ``leveret.management.definitions`` if it cannot be), ``loop`` (``uvloop`` or
-    ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always uses the caller's
-    loop).
+    ``leveret.management.definitions`` if it cannot be), ``prometheus_port`` (Prometheus
+    metrics at ``/metrics`` on ``host``, as rabbitmq_prometheus; 0 = an ephemeral port, None =
+    none; the property ``prometheus_port`` tells the bound port), ``loop``
+    (``uvloop`` or ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always
+    uses the caller's loop).
 
     The methods run on the broker's event loop: call them from that loop (``async with``), or
     use ``Broker.in_thread()``, whose same-named methods are safe from any thread.
@@ -139,6 +141,7 @@ class Broker:
         loop: str = "uvloop",
         management_port: int | None = None,
         definitions: str | None = None,
+        prometheus_port: int | None = None,
         settings: Settings | None = None,
     ) -> None:
         if settings is None:
@@ -161,6 +164,7 @@ class Broker:
                 loop=loop,
                 management_port=management_port,
                 definitions_file=definitions,
+                prometheus_port=prometheus_port,
             )
             if loopback_users is not None:
                 settings.loopback_users = list(loopback_users)
@@ -170,6 +174,7 @@ class Broker:
         self.default_vhost = settings.vhosts[0] if settings.vhosts else "/"
         self._server: Any = None
         self._management: Any = None
+        self._prometheus: Any = None
         self._wakeups: set[asyncio.Event] = set()  # pending wait_for_messages calls
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -209,6 +214,20 @@ class Broker:
                 await server.stop()
                 raise ListenError(exc.errno or 0, exc.strerror or str(exc), "management", host,
                                   port) from exc
+        if self.settings.prometheus_port is not None:
+            # loaded only now, like the API: start-up and idle memory do not pay for it
+            from .management.prometheus import start_prometheus
+
+            host, port = self.settings.host, self.settings.prometheus_port
+            try:
+                self._prometheus = await start_prometheus(server, host, port)
+            except OSError as exc:
+                if self._management is not None:
+                    management, self._management = self._management, None
+                    await management.stop()
+                await server.stop()
+                raise ListenError(exc.errno or 0, exc.strerror or str(exc), "metrics", host,
+                                  port) from exc
         self._server = server
         return self
 
@@ -221,6 +240,9 @@ class Broker:
             if self._management is not None:
                 management, self._management = self._management, None
                 await management.stop()
+            if self._prometheus is not None:
+                prometheus, self._prometheus = self._prometheus, None
+                await prometheus.stop()
             await server.stop()
 
     async def __aenter__(self) -> Broker:
@@ -256,6 +278,12 @@ class Broker:
             return None
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{port}"
+
+    @property
+    def prometheus_port(self) -> int | None:
+        """The Prometheus metrics' bound port (None when they are off)."""
+        self._need_server()
+        return self._prometheus.port if self._prometheus is not None else None
 
     def url_for(self, vhost: str | None = None) -> str:
         """The AMQP URL of ``vhost`` (default: the default vhost) for the default user."""
@@ -608,6 +636,10 @@ class ThreadedBroker:
     @property
     def management_url(self) -> str | None:
         return self.broker.management_url
+
+    @property
+    def prometheus_port(self) -> int | None:
+        return self.broker.prometheus_port
 
     @property
     def host(self) -> str:

@@ -153,6 +153,8 @@ DEFAULTS: dict[str, Any] = {
     "management_port": 15672,
     "no_management": False,
     "definitions": None,
+    "prometheus_port": 15692,
+    "no_prometheus": False,
 }
 
 # the environment RabbitMQ's container reads, by the option it fills
@@ -224,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  "0 = any free port)")
     management.add_argument("--no-management", action="store_true", default=None,
                             help="no management HTTP API")
+    prometheus = p.add_mutually_exclusive_group()
+    prometheus.add_argument("--prometheus-port", type=port_number, metavar="PORT",
+                            help="port of the Prometheus metrics (/metrics) on --host (default "
+                                 "15692, as rabbitmq_prometheus; 0 = any free port)")
+    prometheus.add_argument("--no-prometheus", action="store_true", default=None,
+                            help="no Prometheus metrics endpoint")
     p.add_argument("--definitions", metavar="FILE",
                    help="import this definitions file (RabbitMQ's JSON: users, vhosts, "
                         "permissions, queues, exchanges, bindings, ...) at start, as "
@@ -420,6 +428,7 @@ def _run(args: argparse.Namespace) -> int:
         loop=args.loop,
         management_port=None if args.no_management else args.management_port,
         definitions=args.definitions,
+        prometheus_port=None if args.no_prometheus else args.prometheus_port,
     )
     loop = _new_loop(args.loop)
     asyncio.set_event_loop(loop)

@@ -62,10 +62,14 @@ def dead_letter(queue: Queue, message: Message, reason: str) -> None:
     when it does not exist, the message is dropped.
     """
     opts = queue.options
-    if opts.dead_letter_exchange is None:
-        return
     vhost = queue.vhost
-    exchange = vhost.exchanges.get(opts.dead_letter_exchange)
+    dlx = opts.dead_letter_exchange
+    exchange = vhost.exchanges.get(dlx) if dlx is not None else None
+    # counted as RabbitMQ's rabbit_global_counters:messages_dead_lettered does: with the
+    # strategy "disabled" when there is no exchange to send it to
+    key = (reason, "disabled" if exchange is None else "at_most_once")
+    counts = vhost.stat_dead_lettered
+    counts[key] = counts.get(key, 0) + 1
     if exchange is None:
         return
     dead, deaths = _dead_message(queue.name, message, reason, exchange.name,

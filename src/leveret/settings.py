@@ -46,6 +46,9 @@ class Settings:
     management_port: int | None = None
     # a definitions file (RabbitMQ's JSON) imported at start, as RabbitMQ's load_definitions
     definitions_file: str | None = None
+    # the Prometheus metrics' port (rabbitmq_prometheus: 15692; 0: an ephemeral one; None: off),
+    # on ``host``; rabbitmq.conf's prometheus.tcp.port
+    prometheus_port: int | None = None
 
 
 @cache

@@ -82,6 +82,9 @@ class VirtualHost:
         self.stat_queue_declared = 0
         self.stat_queue_created = 0
         self.stat_queue_deleted = 0
+        # messages dead-lettered, by (reason, RabbitMQ's dead_letter_strategy: "at_most_once"
+        # with a dead-letter exchange, "disabled" without: dropped)
+        self.stat_dead_lettered: dict[tuple[str, str], int] = {}
         for ename, kind in PREDECLARED:
             self.exchanges[ename] = KINDS[kind](ename, durable=True)
         self.default_exchange = self.exchanges[""]
