@@ -58,6 +58,8 @@ def put_user(ctx: Context) -> Response:
                        ("hashing_algorithm", algorithm)):
         if value is not None and not isinstance(value, str):
             raise _bad(f"{key} must be a string")
+    if password is not None and password_hash is not None:  # RabbitMQ's reason, verbatim
+        raise _bad("both_password_and_password_hash_are_provided")
     limits = body.get("limits")
     try:
         _, created = ctx.server.access.put_user(
@@ -146,7 +148,12 @@ def put_permission(ctx: Context) -> Response:
 
 
 def delete_permission(ctx: Context) -> Response:
-    if not ctx.server.access.clear_permissions(ctx.params["user"], ctx.params["vhost"]):
+    user, vhost = ctx.params["user"], ctx.params["vhost"]
+    access = ctx.server.access
+    # a missing user or vhost is 404 here, as RabbitMQ (not the model's error: a 500)
+    if access.user(user) is None or vhost not in ctx.server.vhosts:
+        raise not_found()
+    if not access.clear_permissions(user, vhost):
         raise not_found()
     return Response(204)
 
