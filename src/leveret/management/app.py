@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from . import auth
+from . import auth, static
 from .http import HTTPError, Request, Response
 from .stats import Sampler
 
@@ -126,8 +126,8 @@ class ManagementAPI:
 
     def __call__(self, req: Request) -> Response:
         segments = _segments(req.path)
-        if segments is None:
-            raise not_found()
+        if segments is None:  # not under /api/: the web UI's files
+            return static.serve(req)
         for route in self.routes:
             params = route.match(segments)
             if params is not None:
