@@ -11,6 +11,10 @@ from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
 CSRC = HERE / "csrc"
+SRC = HERE / "src"
+# the data plane, compiled from its Python source in Cython's pure-Python mode (a .pxd beside
+# each .py types it); the same list as leveret._speedups.COMPILED_MODULES
+PURE_MODE = ("leveret.message",)
 
 
 def extensions() -> list:
@@ -29,10 +33,16 @@ def extensions() -> list:
             Extension(name, [str(pyx.relative_to(HERE))], extra_compile_args=["-O2"],
                       libraries=libraries)
         )
+    for name in PURE_MODE:
+        source = SRC.joinpath(*name.split(".")).with_suffix(".py")
+        modules.append(Extension(name, [str(source.relative_to(HERE))],
+                                 extra_compile_args=["-O2"]))
     return cythonize(
         modules,
         language_level=3,
-        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
+        # type hints are for mypy: the .pxd files say what the compiled code may assume
+        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True,
+                             "annotation_typing": False},
     )
 
 

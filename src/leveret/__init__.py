@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import _speedups
+
+# before any data-plane module is imported: LEVERET_NO_EXTENSIONS takes their Python source
+_speedups.install()
+
 __version__ = "0.1.0"
 
 # The RabbitMQ release whose behaviour Leveret follows (the one its differential tests run

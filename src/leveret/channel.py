@@ -27,7 +27,7 @@ from .errors import (
     ConnectionError_,
 )
 from .exchange import Exchange
-from .message import Message, QueueEntry
+from .message import Entry, Message
 from .permissions import CONFIGURE, READ, WRITE, Authorizer
 from .queue import Consumer, Queue, new_consumer_tag
 from .queue_args import parse_expiration
@@ -82,6 +82,8 @@ class Channel:
         self._header: tuple | None = None
         self._chunks: list[bytes] = []
         self._received = 0
+        self._last_key = ""  # the last publish's routing key and properties, shared (_complete)
+        self._last_props = b""
         # RabbitMQ caps max_message_size at 512 MiB (rabbit_channel:get_max_message_size)
         self.max_message_size = min(connection.settings.max_message_size, MAX_MESSAGE_SIZE)
         self.ack_timeouts = AckTimeouts(self, connection.settings.consumer_timeout)
@@ -104,7 +106,7 @@ class Channel:
             return False
         return not self.prefetch_channel or self.unacked < self.prefetch_channel
 
-    def deliver(self, consumer: Consumer, queue: Queue, entry: QueueEntry) -> None:
+    def deliver(self, consumer: Consumer, queue: Queue, entry: Entry) -> None:
         msg = entry.message
         if consumer.no_ack:
             tag = self.tags.next_tag()
@@ -191,8 +193,19 @@ class Channel:
         exchange = self.vhost.exchanges.get(ex_name)
         if exchange is None or self.publish_allowed.get(ex_name) is not exchange:
             exchange = self._authorize_publish(ex_name, pub[3])
+        # consecutive publishes mostly repeat their routing key and properties: queued
+        # messages share one copy of each instead of holding their own
+        routing_key = pub[3]
+        if routing_key == self._last_key:
+            routing_key = self._last_key
+        else:
+            self._last_key = routing_key
         raw = header[4]
-        msg = Message(ex_name, pub[3], raw, body, header[5], header[6], header[7])
+        if raw == self._last_props:
+            raw = self._last_props
+        else:
+            self._last_props = raw
+        msg = Message(ex_name, routing_key, raw, body, header[5], header[6], header[7])
         # reply_to (flag 0x02 of the first byte) naming amq.rabbitmq.reply-to: direct reply-to
         if raw[0] & 0x02 and _REPLY_QUEUE in raw:
             direct_reply.rewrite_reply_to(self, msg)
@@ -342,7 +355,7 @@ class Channel:
                       explicit: bool = False) -> None:
         """Requeue (at original positions) or dead-letter delivered items, grouped by queue;
         ``explicit``: returned by a nack, reject or recover, not by the channel closing."""
-        by_queue: dict[int, tuple[Queue, list[QueueEntry], list[Consumer | None]]] = {}
+        by_queue: dict[int, tuple[Queue, list[Entry], list[Consumer | None]]] = {}
         for queue, entry, consumer in items:
             group = by_queue.get(id(queue))
             if group is None:

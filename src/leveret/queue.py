@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .deadletter import dead_letter
 from .errors import ACCESS_REFUSED, PRECONDITION_FAILED, ChannelError
-from .message import Message, QueueEntry
+from .message import Entry, Message, QueueEntry, claim
 from .queue_args import QueueOptions, parse_queue_arguments
 
 if TYPE_CHECKING:
@@ -81,14 +81,14 @@ def new_consumer_tag() -> str:
 class ReadyList(deque):  # type: ignore[type-arg]
     """Ready entries in sequence order."""
 
-    def head(self) -> QueueEntry:
+    def head(self) -> Entry:
         return self[0]  # type: ignore[no-any-return]
 
     def in_memory_count(self) -> int:
         """Ready entries held in memory (a paged list keeps the rest on disk)."""
         return len(self)
 
-    def pop_expired(self, now: float) -> QueueEntry | None:
+    def pop_expired(self, now: float) -> Entry | None:
         """Remove and return the head if its deadline has passed."""
         if self:
             deadline = self[0].deadline
@@ -100,7 +100,7 @@ class ReadyList(deque):  # type: ignore[type-arg]
         """When the head expires (0: it does not)."""
         return self[0].deadline if self else 0.0  # type: ignore[no-any-return]
 
-    def restore(self, entry: QueueEntry) -> None:
+    def restore(self, entry: Entry) -> None:
         """Put a requeued entry back where its sequence number says."""
         if not self or entry.seq < self[0].seq:
             self.appendleft(entry)
@@ -120,7 +120,7 @@ class PriorityReady:
         self.levels = [new_level() for _ in range(max_priority + 1)]
         self.count = 0
 
-    def _level(self, entry: QueueEntry) -> ReadyList:
+    def _level(self, entry: Entry) -> ReadyList:
         return self.levels[min(entry.message.priority, self.max)]
 
     def __len__(self) -> int:
@@ -129,28 +129,28 @@ class PriorityReady:
     def __bool__(self) -> bool:
         return self.count > 0
 
-    def __iter__(self) -> Iterator[QueueEntry]:
+    def __iter__(self) -> Iterator[Entry]:
         for level in reversed(self.levels):
             yield from level
 
-    def append(self, entry: QueueEntry) -> None:
+    def append(self, entry: Entry) -> None:
         self._level(entry).append(entry)
         self.count += 1
 
-    def restore(self, entry: QueueEntry) -> None:
+    def restore(self, entry: Entry) -> None:
         self._level(entry).restore(entry)
         self.count += 1
 
     def in_memory_count(self) -> int:
         return sum(level.in_memory_count() for level in self.levels)
 
-    def head(self) -> QueueEntry:
+    def head(self) -> Entry:
         for level in reversed(self.levels):
             if level:
                 return level[0]  # type: ignore[no-any-return]
         raise IndexError("empty")
 
-    def popleft(self) -> QueueEntry:
+    def popleft(self) -> Entry:
         for level in reversed(self.levels):
             if level:
                 self.count -= 1
@@ -159,7 +159,7 @@ class PriorityReady:
 
     # Expiry looks at the head of the highest non-empty priority only: RabbitMQ 3.10 leaves an
     # expired low-priority message alone while a higher one waits (checked against it).
-    def pop_expired(self, now: float) -> QueueEntry | None:
+    def pop_expired(self, now: float) -> Entry | None:
         for level in reversed(self.levels):
             if level:
                 entry = level.pop_expired(now)
@@ -306,7 +306,7 @@ class Queue:
         if self._plain and message.ttl is None:
             self.stat_publish += 1
             self._seq += 1
-            entry = QueueEntry(self._seq, message)
+            entry = claim(message, self._seq)  # the message itself, in its first queue
             if not self.ready and self.consumers:
                 consumer = self._pick_consumer()
                 if consumer is not None:
@@ -396,7 +396,7 @@ class Queue:
             return True
         return opts.max_length_bytes is not None and self.ready_bytes > opts.max_length_bytes
 
-    def _pop_ready(self) -> QueueEntry:
+    def _pop_ready(self) -> Entry:
         entry = self.ready.popleft()
         # _left_ready inlined: this is on the delivery hot path
         size = len(entry.message.body)
@@ -407,7 +407,7 @@ class Queue:
             memory.check_release()
         return entry
 
-    def _left_ready(self, entry: QueueEntry) -> None:
+    def _left_ready(self, entry: Entry) -> None:
         size = len(entry.message.body)
         self.ready_bytes -= size
         memory = self.memory
@@ -511,7 +511,7 @@ class Queue:
             self._rr = start + best_i + 1
         return best
 
-    def _hand_over(self, consumer: Consumer, entry: QueueEntry) -> None:
+    def _hand_over(self, consumer: Consumer, entry: Entry) -> None:
         if entry.redelivered:
             self.stat_redeliver += 1
         if not consumer.no_ack:
@@ -539,7 +539,7 @@ class Queue:
         if self._timed:
             self._arm_expiry_timer()
 
-    def get(self) -> QueueEntry | None:
+    def get(self) -> Entry | None:
         """basic.get: the head of the queue, or None."""
         self.touch()
         self._expire_head()
@@ -555,7 +555,7 @@ class Queue:
         return entry
 
     def stored_entry(self, message: Message, store_id: int, redelivered: bool,
-                     deadline: float = 0.0, since: float = 0.0) -> QueueEntry:
+                     deadline: float = 0.0, since: float = 0.0) -> Entry:
         """An entry for a message read back from the store, behind every entry so far.
 
         ``since``: it was recovered at start-up and entered its queue then (monotonic clock),
@@ -589,20 +589,20 @@ class Queue:
 
     # ------------------------------------------------------------------ settlement
 
-    def settled(self, entry: QueueEntry) -> None:
+    def settled(self, entry: Entry) -> None:
         """An entry left the queue for good (acked, no-ack delivered, dropped)."""
         store = self.vhost.store
         if store is not None and entry.store_id:
             store.remove(self, entry)
 
-    def acked(self, entry: QueueEntry, consumer: Consumer | None) -> None:
+    def acked(self, entry: Entry, consumer: Consumer | None) -> None:
         self.stat_ack += 1
         self.unacked -= 1
         if consumer is not None:
             consumer.unacked -= 1
         self.settled(entry)
 
-    def discard(self, entry: QueueEntry, consumer: Consumer | None, reason: str) -> None:
+    def discard(self, entry: Entry, consumer: Consumer | None, reason: str) -> None:
         """A delivered entry was rejected without requeue: it leaves the queue (to the DLX)."""
         self.unacked -= 1
         if consumer is not None:
@@ -611,11 +611,11 @@ class Queue:
         if not self.deleted:
             self._dead_letter(entry, reason)
 
-    def _dead_letter(self, entry: QueueEntry, reason: str) -> None:
+    def _dead_letter(self, entry: Entry, reason: str) -> None:
         """``entry`` left the queue (expired, pushed out, rejected): to the DLX, if any."""
         dead_letter(self, entry.message, reason)
 
-    def requeue(self, entries: Iterable[QueueEntry], consumers: Iterable[Consumer | None],
+    def requeue(self, entries: Iterable[Entry], consumers: Iterable[Consumer | None],
                 explicit: bool = False) -> None:
         """Put delivered entries back at their original positions, marked redelivered.
         ``explicit``: the client asked (nack, reject, recover), rather than its channel
@@ -699,7 +699,7 @@ class Queue:
         for hook in list(self.on_ready):
             hook(self)
 
-    def peek(self, limit: int | None = None) -> list[QueueEntry]:
+    def peek(self, limit: int | None = None) -> list[Entry]:
         """The ready entries from the head, without consuming them."""
         if limit is None:
             return list(self.ready)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .deadletter import dead_letter, join_properties, join_table, split_properties, split_table
 from .errors import NOT_IMPLEMENTED, ConnectionError_
-from .message import Message, QueueEntry
+from .message import Entry, Message, QueueEntry
 from .queue import Queue
 from .queue_args import QUEUE_TYPE_ARGUMENT_LISTS
 
@@ -90,12 +90,12 @@ class QuorumQueue(Queue):
                 "quorum queues")
         return self.message_count
 
-    def _dead_letter(self, entry: QueueEntry, reason: str) -> None:
+    def _dead_letter(self, entry: Entry, reason: str) -> None:
         # the delivery count header is added on delivery, never part of a dead letter
         original = getattr(entry, "original", None)
         dead_letter(self, original or entry.message, reason)
 
-    def requeue(self, entries: Iterable[QueueEntry], consumers: Iterable[Consumer | None],
+    def requeue(self, entries: Iterable[Entry], consumers: Iterable[Consumer | None],
                 explicit: bool = False) -> None:
         for c in consumers:
             if c is not None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import NOT_IMPLEMENTED, ConnectionError_
-from .message import Message, QueueEntry
+from .message import Entry, Message, QueueEntry
 from .queue import Consumer, Queue
 from .queue_args import QueueOptions
 from .store.streams import Cursor, StreamLog
@@ -192,7 +192,7 @@ class StreamQueue(Queue):
     def _where(self) -> str:
         return f"queue '{self.name}' in vhost '{self.vhost.name}'"
 
-    def get(self) -> QueueEntry | None:
+    def get(self) -> Entry | None:
         raise ConnectionError_(NOT_IMPLEMENTED,
                                f"basic.get not supported by stream queues {self._where()}")
 
@@ -272,17 +272,17 @@ class StreamQueue(Queue):
 
     # ------------------------------------------------------------------ settlement
 
-    def settled(self, entry: QueueEntry) -> None:
+    def settled(self, entry: Entry) -> None:
         pass  # messages stay in the stream
 
-    def acked(self, entry: QueueEntry, consumer: Consumer | None) -> None:
+    def acked(self, entry: Entry, consumer: Consumer | None) -> None:
         if consumer is not None:
             consumer.unacked -= 1  # credit for one more (the channel then dispatches)
 
-    def discard(self, entry: QueueEntry, consumer: Consumer | None, reason: str) -> None:
+    def discard(self, entry: Entry, consumer: Consumer | None, reason: str) -> None:
         self.acked(entry, consumer)  # no dead-lettering from a stream
 
-    def requeue(self, entries: Iterable[QueueEntry], consumers: Iterable[Consumer | None],
+    def requeue(self, entries: Iterable[Entry], consumers: Iterable[Consumer | None],
                 explicit: bool = False) -> None:
         # RabbitMQ 3.11+: every settlement gives credit; nothing is delivered again
         for consumer in consumers:
@@ -303,9 +303,9 @@ class StreamQueue(Queue):
         self.log.delete()
         self._waiters = []
 
-    def peek(self, limit: int | None = None) -> list[QueueEntry]:
+    def peek(self, limit: int | None = None) -> list[Entry]:
         """Messages from the first kept, each as a consumer would get it."""
-        out: list[QueueEntry] = []
+        out: list[Entry] = []
         if self.log.pending:
             self._flush()
         cursor = self.log.cursor_at(self.log.first)

@@ -20,7 +20,7 @@ from .format import jsonable, parse_int
 from .http import HTTPError
 
 if TYPE_CHECKING:
-    from ..message import QueueEntry
+    from ..message import Entry
     from ..queue import Queue
 
 # JSON property names (RabbitMQ's, "type" for message_type) -> the codec's
@@ -175,7 +175,7 @@ def get_messages(ctx: Context) -> Any:
     if q.exclusive_owner is not None:
         raise HTTPError(400, "bad_request", f"cannot obtain exclusive access to locked queue "
                                             f"'{q.name}' in vhost '{vhost.name}'")
-    taken: list[QueueEntry] = []
+    taken: list[Entry] = []
     out = []
     for _ in range(max(count, 0)):
         try:

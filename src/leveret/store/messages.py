@@ -25,7 +25,7 @@ from pathlib import Path
 from time import time as _wall
 from typing import TYPE_CHECKING
 
-from ..message import Message, QueueEntry
+from ..message import Entry, Message
 from .paging import PagedReadyList
 from .records import (
     DELIVERED,
@@ -192,7 +192,7 @@ class MessageLog:
             key = self._queue_keys[names] = short(names[0]) + short(names[1])
         return key
 
-    def _append(self, queue: Queue, entry: QueueEntry, flags: int) -> None:
+    def _append(self, queue: Queue, entry: Entry, flags: int) -> None:
         if self.size >= self.segment_bytes:
             self._roll()
         msg = entry.message
@@ -212,7 +212,7 @@ class MessageLog:
         if not self._flush_scheduled:
             self._schedule()
 
-    def add(self, queue: Queue, entry: QueueEntry, publisher: Channel | None, seq: int) -> None:
+    def add(self, queue: Queue, entry: Entry, publisher: Channel | None, seq: int) -> None:
         """Log a persistent message of a durable queue; its confirm waits for the fsync."""
         if self._closed:
             return
@@ -221,7 +221,7 @@ class MessageLog:
             publisher.confirms.wait(seq)
             self._waiters.append((publisher, seq))
 
-    def page_out(self, queue: Queue, entry: QueueEntry) -> bool:
+    def page_out(self, queue: Queue, entry: Entry) -> bool:
         """Make sure ``entry`` can be read back from disk; False if it cannot be."""
         if entry.store_id:
             return True
@@ -238,7 +238,7 @@ class MessageLog:
         if not self._flush_scheduled:
             self._schedule()
 
-    def remove(self, queue: Queue | None, entry: QueueEntry) -> None:
+    def remove(self, queue: Queue | None, entry: Entry) -> None:
         """The message left its queue for good (acked, dropped, purged)."""
         key = entry.store_id
         if key and not self._closed:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from time import monotonic, time
 from typing import TYPE_CHECKING
 
-from ..message import QueueEntry
+from ..message import Entry, QueueEntry
 from ..queue import ReadyList
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def enqueued_since(stamp_ms: int, now: float, wall: float) -> float:
     return now - max(0.0, wall - stamp_ms / 1000.0)
 
 
-def cost(entry: QueueEntry) -> int:
+def cost(entry: Entry) -> int:
     m = entry.message
     return len(m.body) + len(m.raw_props) + OVERHEAD
 
@@ -155,7 +155,7 @@ class PagedReadyList(ReadyList):
     def __bool__(self) -> bool:
         return bool(deque.__len__(self) or self.tail.count)
 
-    def __iter__(self) -> Iterator[QueueEntry]:
+    def __iter__(self) -> Iterator[Entry]:
         """Every ready entry; those on disk are read back for the occasion, a batch at a time."""
         yield from deque.__iter__(self)
         pending: list[tuple[int, bool]] = []
@@ -166,7 +166,7 @@ class PagedReadyList(ReadyList):
                 pending = []
         yield from self._peeked(pending)
 
-    def _peeked(self, items: list[tuple[int, bool]]) -> Iterator[QueueEntry]:
+    def _peeked(self, items: list[tuple[int, bool]]) -> Iterator[Entry]:
         messages = self.store.read_messages([i for i, _ in items])
         for (store_id, redelivered), msg in zip(items, messages):
             if msg is not None:
@@ -175,13 +175,13 @@ class PagedReadyList(ReadyList):
                 entry.redelivered = redelivered
                 yield entry
 
-    def in_memory(self) -> Iterator[QueueEntry]:
+    def in_memory(self) -> Iterator[Entry]:
         return deque.__iter__(self)
 
     def in_memory_count(self) -> int:
         return deque.__len__(self)
 
-    def append(self, entry: QueueEntry) -> None:
+    def append(self, entry: Entry) -> None:
         store = self.store
         if self.tail.count or (store.resident > store.budget and deque.__len__(self)):
             if store.page_out(self.queue, entry):
@@ -193,14 +193,14 @@ class PagedReadyList(ReadyList):
         deque.append(self, entry)
         store.resident += cost(entry)
 
-    def popleft(self) -> QueueEntry:
-        entry: QueueEntry = deque.popleft(self)
+    def popleft(self) -> Entry:
+        entry: Entry = deque.popleft(self)
         self.store.resident -= cost(entry)
         while self.tail.count and deque.__len__(self) < LOW:
             self.page_in()
         return entry
 
-    def restore(self, entry: QueueEntry) -> None:
+    def restore(self, entry: Entry) -> None:
         # a requeued entry was in memory before everything now on disk: it goes in memory.
         # (No negative indices here: they count from __len__, which includes the tail.)
         n = deque.__len__(self)
