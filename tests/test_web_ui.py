@@ -425,7 +425,7 @@ def test_exchange_page_binds_publishes_and_unbinds(ui, amqp):
     # listed by name (the API's default order, as RabbitMQ's page shows them)
     names = [a.text for a in ui.d.find_elements(By.CSS_SELECTOR, "main tbody a")]
     assert names == ["(AMQP default)", "amq.direct", "amq.fanout", "amq.headers", "amq.match",
-                     "amq.topic", "ui-events"]
+                     "amq.rabbitmq.trace", "amq.topic", "ui-events"]
     ui.shot("exchanges")
     ui.d.find_element(By.XPATH, "//tbody//a[normalize-space()='ui-events']").click()
     ui.h1("ui-events")
