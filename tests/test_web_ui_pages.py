@@ -258,3 +258,55 @@ def test_a_management_user_sees_its_vhost_and_no_node(ui, broker, amqp):
     ui.wait(EC.alert_is_present()).accept()
     ui.h1("Admin: users")
     amqp.queue_delete("ui-guest-only")
+
+
+def tab_to(ui: UI, matches, limit: int = 60):
+    """Press Tab until the focused element ``matches`` (a person's keyboard, no mouse)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    for _ in range(limit):
+        ActionChains(ui.d).send_keys(Keys.TAB).perform()
+        el = ui.d.switch_to.active_element
+        if matches(el):
+            return el
+    raise AssertionError("never reached by Tab")
+
+
+def test_the_keyboard_alone_reaches_sorts_and_filters_the_queues(ui, amqp):
+    from selenium.webdriver.common.keys import Keys
+
+    for name in ("ui-kb-b", "ui-kb-a"):
+        amqp.queue_declare(name)
+    amqp.basic_publish("", "ui-kb-a", b"x")
+    ui.go("#/")
+    ui.h1("Overview")
+    link = tab_to(ui, lambda el: el.tag_name == "a" and el.text == "Queues"
+                  and el.find_elements(By.XPATH, "ancestor::nav"))
+    link.send_keys(Keys.ENTER)
+    ui.h1("Queues")
+    ui.wait(lambda d: d.switch_to.active_element.tag_name == "h1")  # focus follows the page
+    box = tab_to(ui, lambda el: el.get_attribute("name") == "name")
+    box.send_keys("ui-kb-")
+    ui.wait(lambda d: [a.text for a in d.find_elements(By.CSS_SELECTOR, "main tbody a")]
+            == ["ui-kb-a", "ui-kb-b"])
+    ready = tab_to(ui, lambda el: el.tag_name == "button" and el.text == "Ready")
+    ready.send_keys(Keys.ENTER)
+    ui.wait(lambda d: d.find_element(By.XPATH, "//th[.//button[normalize-space()='Ready']]")
+            .get_attribute("aria-sort") == "ascending")
+    ui.d.switch_to.active_element.send_keys(Keys.ENTER)  # the table was redrawn: focus kept
+    ui.wait(lambda d: [a.text for a in d.find_elements(By.CSS_SELECTOR, "main tbody a")]
+            == ["ui-kb-a", "ui-kb-b"] and d.find_element(
+                By.XPATH, "//th[.//button[normalize-space()='Ready']]")
+            .get_attribute("aria-sort") == "descending")
+    assert ui.d.switch_to.active_element.text == "Ready"
+    # and into a queue's page by its link
+    queue_link = tab_to(ui, lambda el: el.tag_name == "a" and el.text == "ui-kb-a")
+    queue_link.send_keys(Keys.ENTER)
+    ui.h1("ui-kb-a")
+    ui.go("#/queues")
+    ui.h1("Queues")
+    ui.type("Filter", "")
+    ui.d.find_element(By.XPATH, "//th//button[normalize-space()='Name']").click()
+    for name in ("ui-kb-b", "ui-kb-a"):
+        amqp.queue_delete(name)
