@@ -226,7 +226,12 @@ def node_json(ctx: Context) -> dict[str, Any]:
                             {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism",
                              "enabled": True}],
         "exchange_types": EXCHANGE_TYPES,
-        "enabled_plugins": ["rabbitmq_management"],
+        # the plugins whose work is on: what a RabbitMQ with them enabled lists
+        "enabled_plugins": ["rabbitmq_management"] + (
+            ["rabbitmq_prometheus"] if any(lst.protocol == "http/prometheus"
+                                           for lst in server.listeners) else []),
+        # RabbitMQ 3.13+ (rabbitmqadmin 2 requires it): a single node is never drained
+        "being_drained": False,
         "contexts": _contexts(ctx),
         "config_files": [],
         "log_files": [],
