@@ -140,6 +140,35 @@ def test_same_fields_and_types(both, path):
     assert_same_shape(r_ours.json(), r_theirs.json(), path, ignore)
 
 
+def test_one_connection_one_channel_and_the_rest_have_the_same_fields(both):
+    """Paths whose names differ per broker (a connection is named by its ports), and the
+    per-vhost and per-user forms of the lists."""
+    ours, theirs = both
+    ignore = {"garbage_collection", "reductions", "reductions_details"}
+    for kind in ("connections", "channels"):
+        names = []
+        for api in (ours, theirs):
+            item = api.json("GET", f"/api/vhosts/{Q}/{kind}")[0]
+            names.append(urllib.parse.quote(item["name"], safe=""))
+        mine, rabbits = (ours.get(f"/api/{kind}/{names[0]}"),
+                         theirs.get(f"/api/{kind}/{names[1]}"))
+        assert mine.status == rabbits.status == 200
+        assert_same_shape(mine.json(), rabbits.json(), kind, ignore)
+        if kind == "connections":
+            mine, rabbits = (ours.get(f"/api/connections/{names[0]}/channels"),
+                             theirs.get(f"/api/connections/{names[1]}/channels"))
+            assert_same_shape(mine.json(), rabbits.json(), "connection channels", ignore)
+    for path in (f"/api/exchanges/{Q}/amq.topic/bindings/destination",
+                 f"/api/queues/{Q}/dq2/bindings", "/api/users/guest",
+                 f"/api/permissions/{Q}/guest", f"/api/vhosts/{Q}/permissions",
+                 "/api/users/guest/permissions", f"/api/policies/{Q}",
+                 f"/api/vhost-limits/{Q}", "/api/health/checks/node-is-quorum-critical",
+                 "/api/health/checks/protocol-listener/amqp"):
+        mine, rabbits = ours.get(path), theirs.get(path)
+        assert mine.status == rabbits.status, path
+        assert_same_shape(mine.json(), rabbits.json(), path, ignore)
+
+
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("GET", f"/api/queues/{Q}/missing", None),
     ("GET", "/api/queues/no-such-vhost", None),
