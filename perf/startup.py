@@ -7,7 +7,13 @@ and resident memory (VmRSS) one second after that, for Leveret and a cold Rabbit
 
 Leveret runs as ``python -m leveret --port N`` with a fresh data directory each run, without the
 management API (``--no-management``) and with it (``--management-port`` a free port), the two
-alternating. RabbitMQ, if
+alternating. Its modules are compiled to bytecode first (``compileall`` into their
+``__pycache__``), as ``pip install`` leaves an installed package: an editable checkout under
+``PYTHONDONTWRITEBYTECODE=1`` would otherwise compile every module from source at each start
+(about 0.1 s more here), which no installed copy does. ``--no-bytecode`` measures that case
+instead (an empty ``PYTHONPYCACHEPREFIX``, nothing written). Each round also times
+``python -c pass`` and ``python -c "import asyncio, uvloop"``, the floor any asyncio broker
+starts from, so a loaded machine shows in the figures. RabbitMQ, if
 installed, runs by default as a private node: the installed ``rabbitmq-server`` with its own
 node name, ports and data directory (and no plugins), so a RabbitMQ already serving 5672 to
 tests keeps running. ``--system-rabbitmq`` instead stops the local node (``rabbitmqctl stop``),
@@ -138,10 +144,41 @@ def terminate(proc: subprocess.Popen) -> None:
 
 # ---------------------------------------------------------------------- the brokers
 
-def leveret_runs(runs: int) -> dict[str, list[tuple[float, int]]]:
-    """Leveret without the management API and with it (on a free port), runs alternating."""
+def compile_leveret() -> str:
+    """Compile the ``leveret`` package that ``python -m leveret`` runs to bytecode beside its
+    sources, as pip does when it installs a wheel; returns the package's directory."""
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("leveret")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("leveret is not importable: pip install -e . first")
+    package = list(spec.submodule_search_locations)[0]
+    if not compileall.compile_dir(package, quiet=1):
+        print(f"warning: could not compile everything under {package}", file=sys.stderr)
+    return package
+
+
+def baseline(code: str) -> float:
+    """Seconds for ``python -c CODE`` to run and exit."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - start
+
+
+BASELINES = {"python -c pass": "pass", "import asyncio,uvloop": "import asyncio, uvloop"}
+
+
+def leveret_runs(runs: int, env: dict[str, str] | None = None,
+                 floors: dict[str, list[float]] | None = None
+                 ) -> dict[str, list[tuple[float, int]]]:
+    """Leveret without the management API and with it (on a free port), runs alternating;
+    the baselines of each round go to ``floors``."""
     out: dict[str, list[tuple[float, int]]] = {"leveret": [], "leveret+api": []}
     for i in range(runs + 1):
+        if i and floors is not None:
+            for label, code in BASELINES.items():
+                floors.setdefault(label, []).append(baseline(code))
         for name in (("leveret", "leveret+api") if i % 2 else ("leveret+api", "leveret")):
             port = free_port()
             # "+api": the management API and the Prometheus metrics on, as a default start
@@ -154,7 +191,7 @@ def leveret_runs(runs: int) -> dict[str, list[tuple[float, int]]]:
             with tempfile.TemporaryDirectory(prefix="leveret-startup-") as data_dir:
                 cmd = [sys.executable, "-m", "leveret", "--port", str(port), "--log-level",
                        "warning", "--data-dir", data_dir, *api]
-                res = measure(cmd, port, terminate)
+                res = measure(cmd, port, terminate, env)
             if i:  # the first run only warms the page cache
                 out[name].append(res)
     return out
@@ -236,13 +273,30 @@ def main() -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(__doc__.splitlines()[2:]))
     p.add_argument("--runs", type=int, default=5, help="measured runs of each broker")
+    p.add_argument("--no-bytecode", action="store_true",
+                   help="start Leveret without its compiled bytecode (every module compiled "
+                        "from source at each start, as an editable checkout under "
+                        "PYTHONDONTWRITEBYTECODE=1)")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--no-rabbitmq", action="store_true", help="measure Leveret alone")
     who.add_argument("--system-rabbitmq", action="store_true",
                      help="measure the local RabbitMQ node itself (stops and restarts it)")
     args = p.parse_args()
 
-    results = leveret_runs(args.runs)
+    env = None
+    no_pycache = None
+    if args.no_bytecode:
+        no_pycache = tempfile.mkdtemp(prefix="leveret-no-pycache-")
+        env = dict(os.environ, PYTHONPYCACHEPREFIX=no_pycache, PYTHONDONTWRITEBYTECODE="1")
+        print("Leveret without bytecode: every module compiled at each start", file=sys.stderr)
+    else:
+        compile_leveret()
+    floors: dict[str, list[float]] = {}
+    try:
+        results = leveret_runs(args.runs, env, floors)
+    finally:
+        if no_pycache is not None:
+            shutil.rmtree(no_pycache, ignore_errors=True)
     if args.no_rabbitmq:
         pass
     elif not shutil.which("rabbitmq-server"):
@@ -261,6 +315,8 @@ def main() -> int:
         m = statistics.median(r[1] for r in rows) / 1024
         med[name] = (t, m)
         print(f"{name:<12} {t:>18.3f} {m:>13.1f}")
+    for label, times in floors.items():
+        print(f"{label:<22} {statistics.median(times):>8.3f}   (same rounds, for the load)")
     (at, am), (bt, bm) = med["leveret+api"], med["leveret"]
     print(f"management API on/off: start-to-listen {at / bt:.2f}x, idle RSS "
           f"+{am - bm:.1f} MiB")

@@ -22,9 +22,10 @@ class LeveretProcess:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None,
                  port: int | None = FREE_PORT, in_memory: bool = True,
-                 host: str | None = "127.0.0.1") -> None:
+                 host: str | None = "127.0.0.1", http_off: bool = True) -> None:
         """``port``: a free one by default, None for no ``--port`` flag; ``host`` None for
-        no ``--host`` flag."""
+        no ``--host`` flag; ``http_off`` False leaves the management and metrics ports to
+        the configuration (else they are off unless ``args`` name them)."""
         self.port = free_port() if port == FREE_PORT else port
         argv = [sys.executable, "-m", "leveret"]
         if host is not None:
@@ -33,9 +34,9 @@ class LeveretProcess:
             argv += ["--port", str(self.port)]
         if in_memory and "--data-dir" not in args:
             argv.append("--in-memory")
-        if not any(a in args for a in ("--management-port", "--no-management")):
+        if http_off and not any(a in args for a in ("--management-port", "--no-management")):
             argv.append("--no-management")  # RabbitMQ holds 15672 on the test machines
-        if not any(a in args for a in ("--prometheus-port", "--no-prometheus")):
+        if http_off and not any(a in args for a in ("--prometheus-port", "--no-prometheus")):
             argv.append("--no-prometheus")  # and 15692
         self.lines: list[str] = []
         self._changed = threading.Condition()

@@ -107,6 +107,47 @@ def test_log_level_from_the_file_hides_info(tmp_path):
     assert not any("[info]" in line for line in proc.lines)
 
 
+@pytest.mark.parametrize("definitions_key", ["load_definitions", "definitions.local.path"])
+def test_management_and_metrics_ports_and_definitions_at_boot(tmp_path, definitions_key):
+    """What a compose file's rabbitmq.conf for the rabbitmq:3-management image sets: the
+    API's and the metrics' ports, and a definitions file to load at boot."""
+    import json
+    import urllib.request
+
+    defs = tmp_path / "definitions.json"
+    defs.write_text(json.dumps({
+        "vhosts": [{"name": "/"}, {"name": "app"}],
+        "users": [{"name": "svc", "password_hash": "", "tags": "management"}],
+        "permissions": [{"user": "guest", "vhost": "app", "configure": ".*", "write": ".*",
+                         "read": ".*"}],
+        "queues": [{"name": "jobs", "vhost": "app", "durable": True, "auto_delete": False,
+                    "arguments": {"x-queue-type": "classic"}}]}))
+    mport, pport = free_port(), free_port()
+    conf = write_conf(tmp_path, f"""
+management.tcp.port = {mport}
+prometheus.tcp.port = {pport}
+definitions.import_backend = local_filesystem
+{definitions_key} = {defs}
+""")
+    with LeveretProcess("--config", conf, http_off=False) as proc:
+        proc.started()
+        assert not [line for line in proc.lines if "[warning]" in line]
+        request = urllib.request.Request(f"http://127.0.0.1:{mport}/api/queues/app")
+        request.add_header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")  # guest:guest
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert [q["name"] for q in json.load(reply)] == ["jobs"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{pport}/metrics", timeout=10) as reply:
+            assert b"rabbitmq_queues 1" in reply.read()
+        conn = pika.BlockingConnection(pika.URLParameters(
+            f"amqp://guest:guest@127.0.0.1:{proc.port}/app"))
+        conn.channel().queue_declare("jobs", passive=True)
+        conn.close()
+    # the command line still wins over the file
+    with LeveretProcess("--config", conf, "--no-management", "--no-prometheus") as proc:
+        proc.started()
+        assert not any("Management plugin" in line for line in proc.lines)
+
+
 def test_unknown_keys_are_warned_about_once_and_not_fatal(tmp_path):
     conf = write_conf(tmp_path, """
 cluster_formation.peer_discovery_backend = classic_config

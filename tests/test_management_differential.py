@@ -140,6 +140,35 @@ def test_same_fields_and_types(both, path):
     assert_same_shape(r_ours.json(), r_theirs.json(), path, ignore)
 
 
+def test_one_connection_one_channel_and_the_rest_have_the_same_fields(both):
+    """Paths whose names differ per broker (a connection is named by its ports), and the
+    per-vhost and per-user forms of the lists."""
+    ours, theirs = both
+    ignore = {"garbage_collection", "reductions", "reductions_details"}
+    for kind in ("connections", "channels"):
+        names = []
+        for api in (ours, theirs):
+            item = api.json("GET", f"/api/vhosts/{Q}/{kind}")[0]
+            names.append(urllib.parse.quote(item["name"], safe=""))
+        mine, rabbits = (ours.get(f"/api/{kind}/{names[0]}"),
+                         theirs.get(f"/api/{kind}/{names[1]}"))
+        assert mine.status == rabbits.status == 200
+        assert_same_shape(mine.json(), rabbits.json(), kind, ignore)
+        if kind == "connections":
+            mine, rabbits = (ours.get(f"/api/connections/{names[0]}/channels"),
+                             theirs.get(f"/api/connections/{names[1]}/channels"))
+            assert_same_shape(mine.json(), rabbits.json(), "connection channels", ignore)
+    for path in (f"/api/exchanges/{Q}/amq.topic/bindings/destination",
+                 f"/api/queues/{Q}/dq2/bindings", "/api/users/guest",
+                 f"/api/permissions/{Q}/guest", f"/api/vhosts/{Q}/permissions",
+                 "/api/users/guest/permissions", f"/api/policies/{Q}",
+                 f"/api/vhost-limits/{Q}", "/api/health/checks/node-is-quorum-critical",
+                 "/api/health/checks/protocol-listener/amqp"):
+        mine, rabbits = ours.get(path), theirs.get(path)
+        assert mine.status == rabbits.status, path
+        assert_same_shape(mine.json(), rabbits.json(), path, ignore)
+
+
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("GET", f"/api/queues/{Q}/missing", None),
     ("GET", "/api/queues/no-such-vhost", None),
@@ -206,25 +235,42 @@ def test_get_and_publish_answer_alike(both):
 
 # ---------------------------------------------------------------------- definitions both ways
 
+def amqp_login(port: int, user: str, password: str, vhost: str) -> None:
+    """Open and close a connection as ``user`` (raises if the login or vhost is refused)."""
+    conn = pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", port, vhost, pika.PlainCredentials(user, password),
+        connection_attempts=1))
+    conn.channel().exchange_declare("amq.direct", passive=True)
+    conn.close()
+
+
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="no rabbitmqctl")
 def test_leveret_export_imports_into_rabbitmq():
     vhost = f"leveret-imp-{uuid.uuid4().hex[:8]}"
+    user = f"leveret-imp-user-{uuid.uuid4().hex[:8]}"
     qv = urllib.parse.quote(vhost, safe="")
     with Broker.in_thread(management_port=0, vhosts=[vhost]) as lev:
+        api = API(lev.management_url)
+        # a user made on Leveret: its password hash must log in to RabbitMQ
+        assert api.put(f"/api/users/{user}", {"password": "moved-ü", "tags": "monitoring"}
+                       ).status == 201
+        assert api.put(f"/api/permissions/{qv}/{user}",
+                       {"configure": "^imp", "write": ".*", "read": ".*"}).status == 201
         conn = pika.BlockingConnection(pika.URLParameters(lev.url_for(vhost)))
         ch = conn.channel()
         ch.exchange_declare("imp-x", "headers", durable=True)
         ch.queue_declare("imp-q", durable=True, arguments={"x-message-ttl": 60000})
         ch.queue_bind("imp-q", "imp-x", "", arguments={"x-match": "any", "k": "v"})
         conn.close()
-        API(lev.management_url).put(f"/api/policies/{qv}/imp-p",
-                                    {"pattern": "^imp", "definition": {"max-length": 9}})
-        defs = API(lev.management_url).json("GET", "/api/definitions")
-    # only what belongs to this test goes to the shared RabbitMQ
-    defs["users"] = []
+        api.put(f"/api/policies/{qv}/imp-p", {"pattern": "^imp", "definition": {"max-length": 9}})
+        defs = api.json("GET", "/api/definitions")
+    # only what belongs to this test goes to the shared RabbitMQ: its vhost and its user
+    defs["users"] = [u for u in defs["users"] if u["name"] == user]
     defs["permissions"] = [p for p in defs["permissions"] if p["vhost"] == vhost]
+    defs["topic_permissions"] = [p for p in defs["topic_permissions"] if p["vhost"] == vhost]
     defs["vhosts"] = [v for v in defs["vhosts"] if v["name"] == vhost]
     defs["global_parameters"] = []
+    [exported_user] = defs["users"]
     try:
         # on stdin: the node reads a named file itself, as the rabbitmq user
         subprocess.run(["rabbitmqctl", "-q", "import_definitions"], input=json.dumps(defs),
@@ -239,15 +285,31 @@ def test_leveret_export_imports_into_rabbitmq():
         assert b["arguments"] == {"x-match": "any", "k": "v"}
         assert RMQ.json("GET", f"/api/exchanges/{qv}/imp-x")["type"] == "headers"
         assert RMQ.json("GET", f"/api/policies/{qv}/imp-p")["definition"] == {"max-length": 9}
+        # the user came with its hash, tags and permissions, and logs in with its password
+        seen = RMQ.json("GET", f"/api/users/{user}")
+        assert (seen["password_hash"], seen["hashing_algorithm"], seen["tags"]) == (
+            exported_user["password_hash"], "rabbit_password_hashing_sha256", ["monitoring"])
+        assert RMQ.json("GET", f"/api/permissions/{qv}/{user}")["configure"] == "^imp"
+        amqp_login(5672, user, "moved-ü", vhost)
+        assert API(RMQ.base, user, "moved-ü").get("/api/whoami").json() == {
+            "name": user, "tags": ["monitoring"]}
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            amqp_login(5672, user, "moved-u", vhost)
     finally:
+        RMQ.delete(f"/api/users/{user}")
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], timeout=60)
 
 
 def test_rabbitmq_export_imports_into_leveret():
     vhost = f"leveret-exp-{uuid.uuid4().hex[:8]}"
+    user = f"leveret-exp-user-{uuid.uuid4().hex[:8]}"
     qv = urllib.parse.quote(vhost, safe="")
     assert RMQ.put(f"/api/vhosts/{qv}").status == 201
     try:
+        assert RMQ.put(f"/api/users/{user}", {"password": "from-rabbit-ß",
+                                               "tags": "management"}).status == 201
+        RMQ.put(f"/api/permissions/{qv}/{user}", {"configure": "", "write": "^exp",
+                                                   "read": ".*"})
         RMQ.put(f"/api/exchanges/{qv}/exp-x", {"type": "fanout", "durable": True})
         RMQ.put(f"/api/queues/{qv}/exp-q", {"durable": True,
                                              "arguments": {"x-max-priority": 5}})
@@ -258,6 +320,7 @@ def test_rabbitmq_export_imports_into_leveret():
         full = RMQ.json("GET", "/api/definitions")
     finally:
         RMQ.delete(f"/api/vhosts/{qv}")
+        RMQ.delete(f"/api/users/{user}")
     with Broker.in_thread(management_port=0, vhosts=[vhost]) as lev:
         api = API(lev.management_url)
         assert api.post(f"/api/definitions/{qv}", exported).status == 204
@@ -270,9 +333,28 @@ def test_rabbitmq_export_imports_into_leveret():
         ch.basic_publish("exp-x", "", b"through")
         assert ch.basic_get("exp-q", auto_ack=True)[2] == b"through"
         conn.close()
-    # RabbitMQ's whole-broker file (other users' vhosts included) imports as a whole
+    # RabbitMQ's whole-broker file (other users' vhosts included) imports as a whole, and
+    # its users log in to Leveret with their RabbitMQ passwords
     with Broker.in_thread(management_port=0) as lev:
         api = API(lev.management_url)
         assert api.post("/api/definitions", full).status == 204
         names = {v["name"] for v in api.json("GET", "/api/vhosts")}
         assert {v["name"] for v in full["vhosts"]} <= names
+        assert {u["name"] for u in full["users"]} <= {
+            u["name"] for u in api.json("GET", "/api/users")}
+        assert api.json("GET", f"/api/permissions/{qv}/{user}")["write"] == "^exp"
+        amqp_login(lev.port, user, "from-rabbit-ß", vhost)
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            amqp_login(lev.port, user, "from-rabbit-ss", vhost)
+        assert API(lev.management_url, user, "from-rabbit-ß").get("/api/whoami").json() == {
+            "name": user, "tags": ["management"]}
+        # RabbitMQ's write permission, now Leveret's: ^exp only
+        conn = pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", lev.port, vhost, pika.PlainCredentials(user, "from-rabbit-ß")))
+        ch = conn.channel()
+        ch.basic_publish("exp-x", "", b"allowed")
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            ch.basic_publish("amq.direct", "", b"refused")
+            ch.queue_declare("exp-q", passive=True)
+        assert refused.value.reply_code == 403
+        conn.close()

@@ -92,16 +92,18 @@ def test_chunked_request_body_is_read(api, mbroker):
     assert api.delete("/api/queues/%2F/chunked-q").status == 204
 
 
-def test_body_over_the_limit_is_413_and_the_listener_lives(api, mbroker):
+def test_body_over_the_limit_is_refused_and_the_listener_lives(api, mbroker):
     big = b"[" + b"0," * (10 * 1024 * 1024) + b"0]"  # 20 MiB + 2
     reply = api.put("/api/queues/%2F/huge", raw=big)
-    assert reply.status == 413
-    assert set(reply.json()) == {"error", "reason"}
+    # RabbitMQ's answer since 3.11 (3.10 crashes on it with an empty 500)
+    assert reply.status == 400
+    assert reply.json() == {"error": "bad_request",
+                            "reason": "Exceeded HTTP request body size limit"}
     # announced with Content-Length: refused before the body is read
     out = raw_exchange(mbroker.management_port, (
         f"PUT /api/queues/%2F/huge HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
         f"Content-Length: {30 * 1024 * 1024}\r\n\r\n").encode())
-    assert out.startswith(b"HTTP/1.1 413 ")
+    assert out.startswith(b"HTTP/1.1 400 ")
     assert api.get("/api/queues/%2F/huge").status == 404
     assert api.get("/api/whoami").status == 200
 

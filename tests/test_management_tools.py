@@ -101,6 +101,38 @@ class TestRabbitmqadmin:
                     ] == ["exp-q"]
         admin(mbroker, "delete", "queue", "name=exp-q")
 
+    def test_users_vhosts_permissions_policies_and_the_node(self, mbroker):
+        admin(mbroker, "declare", "vhost", "name=adm-v")
+        admin(mbroker, "declare", "user", "name=adm-u", "password=adm-pw", "tags=monitoring")
+        admin(mbroker, "declare", "permission", "vhost=adm-v", "user=adm-u", "configure=^a",
+              "write=.*", "read=.*")
+        admin(mbroker, "-V", "adm-v", "declare", "policy", "name=adm-p", "pattern=^a",
+              'definition={"max-length": 3}', "apply-to=queues")
+        assert {"name": "adm-u", "tags": ["monitoring"]}.items() <= next(
+            u for u in admin_json(mbroker, "list", "users") if u["name"] == "adm-u").items()
+        assert "adm-v" in [v["name"] for v in admin_json(mbroker, "list", "vhosts")]
+        assert {"user": "adm-u", "vhost": "adm-v", "configure": "^a"}.items() <= next(
+            p for p in admin_json(mbroker, "list", "permissions") if p["user"] == "adm-u"
+        ).items()
+        [policy] = admin_json(mbroker, "-V", "adm-v", "list", "policies")
+        assert (policy["name"], policy["definition"]) == ("adm-p", {"max-length": 3})
+        # the new user logs in over AMQP with what rabbitmqadmin set
+        conn = pika.BlockingConnection(pika.URLParameters(
+            mbroker.url_for("adm-v").replace("guest:guest", "adm-u:adm-pw")))
+        conn.channel().queue_declare("adm-made")
+        conn.close()
+        table = admin(mbroker, "-V", "adm-v", "list", "queues", "name", "messages",
+                      "message_stats.publish_details.rate").stdout
+        assert "adm-made" in table
+        [node] = admin_json(mbroker, "list", "nodes")
+        assert node["running"] is True and node["mem_used"] > 0
+        overview = admin(mbroker, "show", "overview").stdout
+        assert "3.10.8" in overview and "object_totals.queues" in overview
+        admin(mbroker, "-V", "adm-v", "delete", "policy", "name=adm-p")
+        admin(mbroker, "delete", "user", "name=adm-u")
+        admin(mbroker, "delete", "vhost", "name=adm-v")
+        assert "adm-v" not in [v["name"] for v in admin_json(mbroker, "list", "vhosts")]
+
     def test_errors_are_reported_not_tracebacks(self, mbroker):
         out = admin(mbroker, "delete", "queue", "name=never-was", check=False)
         assert out.returncode != 0 and "Not found" in out.stdout + out.stderr

@@ -2,7 +2,8 @@
 (Selenium), against a broker whose state pika clients make and check.
 
 One browser session for the module. Screenshots of the main pages go to
-``$LEVERET_UI_SCREENSHOTS`` if set, else to a pytest temporary directory (never the repository).
+``$LEVERET_UI_SCREENSHOTS`` if set, else to ``build/ui-screenshots/`` in the checkout (ignored by
+git: never committed), where a person can look at them after a run.
 Skipped when chromium, chromedriver or selenium is missing.
 """
 
@@ -163,7 +164,8 @@ def broker():
 
 @pytest.fixture(scope="module")
 def ui(broker, tmp_path_factory) -> Iterator[UI]:
-    shots = Path(os.environ.get("LEVERET_UI_SCREENSHOTS") or tmp_path_factory.mktemp("ui-shots"))
+    shots = Path(os.environ.get("LEVERET_UI_SCREENSHOTS")
+                 or Path(__file__).resolve().parents[1] / "build" / "ui-screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     downloads = tmp_path_factory.mktemp("ui-downloads")
     profile = tempfile.mkdtemp(prefix="leveret-chromium-")
@@ -425,7 +427,7 @@ def test_exchange_page_binds_publishes_and_unbinds(ui, amqp):
     # listed by name (the API's default order, as RabbitMQ's page shows them)
     names = [a.text for a in ui.d.find_elements(By.CSS_SELECTOR, "main tbody a")]
     assert names == ["(AMQP default)", "amq.direct", "amq.fanout", "amq.headers", "amq.match",
-                     "amq.topic", "ui-events"]
+                     "amq.rabbitmq.trace", "amq.topic", "ui-events"]
     ui.shot("exchanges")
     ui.d.find_element(By.XPATH, "//tbody//a[normalize-space()='ui-events']").click()
     ui.h1("ui-events")

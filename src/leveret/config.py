@@ -142,12 +142,24 @@ def _keys() -> list[ConfKey]:
         ConfKey("consumer_timeout", "consumer_timeout", cli.milliseconds),
         ConfKey("log.console.level", "log_level", cli.log_level_name),
         ConfKey("log.console.formatter", "log_format", cli.log_format_name),
+        # the management plugin's and rabbitmq_prometheus' ports (rabbitmq.com/docs/management,
+        # /docs/prometheus); management.listener.port is the older spelling
+        ConfKey("management.tcp.port", "management_port", cli.port_number),
+        ConfKey("management.listener.port", "management_port", cli.port_number),
+        ConfKey("prometheus.tcp.port", "prometheus_port", cli.port_number),
+        # a definitions file imported at boot (rabbitmq.com/docs/definitions): the 3.8 key
+        # and the 3.9+ one
+        ConfKey("load_definitions", "definitions", text_value),
+        ConfKey("management.load_definitions", "definitions", text_value),
+        ConfKey("definitions.local.path", "definitions", text_value),
     ]
 
 
 # keys RabbitMQ accepts that have no meaning for Leveret and need no warning: where the log
 # goes is the console, always
-_SILENT = {"log.console", "log.file", "log.file.level", "log.console.formatter.json.field_map"}
+_SILENT = {"log.console", "log.file", "log.file.level", "log.console.formatter.json.field_map",
+           # the only import backend Leveret has, the one definitions.local.path goes with
+           "definitions.import_backend"}
 
 _KEY = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+|\.\\\.)*")
 

@@ -38,7 +38,11 @@ PREDECLARED = (
     ("amq.topic", "topic"),
     ("amq.headers", "headers"),
     ("amq.match", "headers"),
+    ("amq.rabbitmq.trace", "topic"),
 )
+# internal (clients cannot publish to it): RabbitMQ's firehose tracer publishes there when
+# tracing is on (rabbitmq.com/docs/firehose); Leveret has no tracer, so it stays silent
+INTERNAL_PREDECLARED = ("amq.rabbitmq.trace",)
 
 # Queue arguments RabbitMQ compares on redeclare (rabbit_amqqueue:declare_args/0); any other
 # argument is kept but not compared, as RabbitMQ does.
@@ -86,7 +90,8 @@ class VirtualHost:
         # with a dead-letter exchange, "disabled" without: dropped)
         self.stat_dead_lettered: dict[tuple[str, str], int] = {}
         for ename, kind in PREDECLARED:
-            self.exchanges[ename] = KINDS[kind](ename, durable=True)
+            self.exchanges[ename] = KINDS[kind](ename, durable=True,
+                                                internal=ename in INTERNAL_PREDECLARED)
         self.default_exchange = self.exchanges[""]
 
     def __repr__(self) -> str:

@@ -24,11 +24,14 @@ if TYPE_CHECKING:
 
 REALM = 'Basic realm="RabbitMQ Management"'
 
-# who may call what (rabbit_web_dispatch_access_control): a route needs one of these levels
-ANY = "management"  # any user with a management-ish tag
-MONITOR = "monitoring"
-POLICY = "policymaker"
-ADMIN = "administrator"
+# who may call what: each route names the check its RabbitMQ handler makes (is_authorized*
+# in rabbit_mgmt_util, which runs before the handler looks anything up)
+ANY = "management"  # is_authorized: any user with a management-ish tag
+VHOST = "vhost"  # is_authorized_vhost: administrators, or who may log in to the path's vhost
+MONITOR = "monitoring"  # is_authorized_monitor
+POLICY = "policymaker"  # is_authorized_policies: administrators, or policymakers of the vhost
+GLOBAL_PARAMETERS = "global-parameters"  # is_authorized_global_parameters: policymakers
+ADMIN = "administrator"  # is_authorized_admin
 NONE = "none"  # no authentication (none of RabbitMQ's API paths; kept for completeness)
 
 
@@ -46,15 +49,22 @@ class Context:
         return self.api.server
 
     def vhost(self, name: str | None = None) -> VirtualHost:
-        """The path's vhost (404 if there is none, 401 if the user may not see it)."""
+        """The path's vhost (404 if there is none, 401 if the user may not use it)."""
         name = self.params["vhost"] if name is None else name
         vhost = self.api.server.vhosts.get(name)
         if vhost is None:
             raise not_found()
-        if not self.api.auth.may_see_vhost(self.user, name):
+        if not self.api.auth.may_use_vhost(self.user, name):
             raise HTTPError(401, "not_authorised", "User not authorised to access virtual host",
                             [("www-authenticate", REALM)])
         return vhost
+
+    def existing_vhost(self) -> VirtualHost:
+        """The path's vhost for a call that creates something in it: RabbitMQ answers a
+        missing vhost there with 404 ``vhost_not_found`` (rabbit_mgmt_util:with_vhost)."""
+        if self.params["vhost"] not in self.api.server.vhosts:
+            raise HTTPError(404, "not_found", "vhost_not_found")
+        return self.vhost()
 
     def allowed(self, perm: str, kind: str, name: str) -> bool:
         """Whether the user has ``perm`` (configure, write, read) on the resource: the API
@@ -75,14 +85,30 @@ class Context:
                             [("www-authenticate", REALM)])
 
     def visible_vhosts(self) -> list[VirtualHost]:
-        """The path's vhost if it names one, else every vhost the user may see."""
+        """The path's vhost if it names one, else every vhost whose queues, exchanges and
+        bindings the user may list (RabbitMQ's filter_vhost: all for administrators, else
+        those the user may log in to, for monitoring users too)."""
         if "vhost" in self.params:
             return [self.vhost()]
+        return [vh for name, vh in self.api.server.vhosts.items()
+                if self.api.auth.may_use_vhost(self.user, name)]
+
+    def shown_vhosts(self) -> list[VirtualHost]:
+        """The vhosts the user is shown at all (``/api/vhosts``, the overview's totals:
+        every vhost for monitoring users, RabbitMQ's list_visible_vhosts)."""
         return [vh for name, vh in self.api.server.vhosts.items()
                 if self.api.auth.may_see_vhost(self.user, name)]
 
     def body(self) -> dict[str, Any]:
+        """The request's JSON object (rabbit_mgmt_util:decode: an empty body, ``null``,
+        ``true`` or ``false`` is ``{}``; a string is refused as doubly encoded, anything
+        else that is not an object is ``not_json``)."""
         data = self.req.json()
+        if isinstance(data, bool) or data is None:
+            return {}
+        if isinstance(data, str):
+            raise HTTPError(400, "bad_request", "invalid payload: the request body "
+                            "JSON-decoded to a string. Is the input doubly-JSON-encoded?")
         if not isinstance(data, dict):
             raise HTTPError(400, "bad_request", "not_json")
         return data
@@ -143,15 +169,15 @@ class ManagementAPI:
             raise HTTPError(405, "method_not_allowed", "Method Not Allowed",
                             [("allow", ", ".join(_allowed(route)))], empty=True)
         handler, level = entry
-        user = self._authenticate(req, level)
         if "vhost" in params and params["vhost"] == "":
             params["vhost"] = "/"
+        user = self._authenticate(req, level, params.get("vhost"))
         result = handler(Context(self, req, user, params))
         if isinstance(result, Response):
             return result
         return Response(200, result)
 
-    def _authenticate(self, req: Request, level: str) -> auth.User:
+    def _authenticate(self, req: Request, level: str, vhost: str | None) -> auth.User:
         header = req.headers.get("authorization", "")
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic" or not encoded:
@@ -172,11 +198,34 @@ class ManagementAPI:
             # a user without a management tag may not use the API at all
             raise HTTPError(401, "not_authorised", "Not management user",
                             [("www-authenticate", REALM)])
-        if not self.auth.has_level(user, level):
-            reason = {ADMIN: "Not administrator user", MONITOR: "Not monitor user",
-                      POLICY: "Not policymaker user"}.get(level, "Not management user")
-            raise HTTPError(401, "not_authorised", reason, [("www-authenticate", REALM)])
+        refusal = self._refusal(user, level, vhost)
+        if refusal:
+            raise HTTPError(401, "not_authorised", refusal, [("www-authenticate", REALM)])
         return user
+
+    def _refusal(self, user: auth.User, level: str, vhost: str | None) -> str:
+        """Why ``user`` may not make a call of ``level`` on ``vhost`` ("" if it may). A vhost
+        that does not exist passes here: the handler answers 404, as RabbitMQ's
+        resource_exists does after is_authorized."""
+        known = vhost is not None and vhost in self.server.vhosts
+        if level == VHOST:
+            if known and not self.auth.may_use_vhost(user, vhost):  # type: ignore[arg-type]
+                return "User not authorised to access virtual host"
+            return ""
+        if level == POLICY:
+            if user.is_admin:
+                return ""
+            if "policymaker" not in user.tags or (
+                    known and not self.auth.may_log_in(user, vhost)):  # type: ignore[arg-type]
+                return "User not authorised to access object"
+            return ""
+        if level == GLOBAL_PARAMETERS:
+            return "" if self.auth.has_level(user, POLICY) else \
+                "User not authorised to access object"
+        if not self.auth.has_level(user, level):
+            return {ADMIN: "Not administrator user",
+                    MONITOR: "Not monitor user"}.get(level, "Not management user")
+        return ""
 
 
 def _allowed(route: Route) -> list[str]:

@@ -1,10 +1,12 @@
 """Who is calling, and what they may see (RabbitMQ's management tags:
-rabbitmq.com/docs/management#permissions).
+rabbitmq.com/docs/management#permissions, and ``rabbit_mgmt_util``'s ``is_authorized_*``).
 
 - no tag: may not use the API at all (401);
-- ``management``: its own vhosts (those it has permissions in), its own connections;
-- ``policymaker``: that, plus policies and parameters of those vhosts;
-- ``monitoring``: every vhost, connection and channel, and node-wide figures;
+- ``management``: the vhosts it may log in to (has permissions in), its own connections;
+- ``policymaker``: that, plus policies and parameters of those vhosts, global parameters;
+- ``monitoring``: every connection and channel, node-wide figures, the names of all vhosts;
+  queues, exchanges and bindings still only of the vhosts it may log in to (RabbitMQ's
+  ``filter_vhost`` lets only administrators see every vhost's objects);
 - ``administrator``: everything.
 """
 
@@ -66,11 +68,23 @@ class Authenticator:
         return have >= _RANK.get(level, 1)
 
     def may_see_vhost(self, user: User, vhost: str) -> bool:
-        """Monitoring and administrator users see every vhost; others those they have
-        permissions in (rabbit_mgmt_util:list_visible_vhosts)."""
+        """Whether the vhost is among those the user is shown (``/api/vhosts``, the overview's
+        totals): monitoring and administrator users see every vhost, others those they may
+        log in to (rabbit_mgmt_util:list_visible_vhosts)."""
         if user.is_monitor:
             return True
+        return self.may_log_in(user, vhost)
+
+    def may_log_in(self, user: User, vhost: str) -> bool:
+        """Whether the user may open the vhost (has permissions there):
+        rabbit_mgmt_util:list_login_vhosts."""
         return bool(self.server.access.can_access_vhost(user.name, vhost))
+
+    def may_use_vhost(self, user: User, vhost: str) -> bool:
+        """Whether the user may use the vhost's queues, exchanges and bindings through the API
+        (is_authorized_vhost and filter_vhost): administrators any vhost, others only those
+        they may log in to, monitoring users included."""
+        return user.is_admin or self.may_log_in(user, vhost)
 
     def may_see_owner(self, user: User, owner: str) -> bool:
         """Connections and channels: a management user sees its own only."""

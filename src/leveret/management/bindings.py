@@ -90,7 +90,13 @@ def _between(source: Exchange, dest: Queue | Exchange) -> list[Binding]:
 
 
 def list_between(ctx: Context) -> Any:
-    vhost, source, dest = _ends(ctx)
+    try:
+        vhost, source, dest = _ends(ctx)
+    except HTTPError as exc:
+        if exc.status != 404 or ctx.params["dtype"] not in ("q", "e"):
+            raise
+        # RabbitMQ lists what binds the two, and nothing binds a missing end (or vhost)
+        return reply_list(ctx.req, [], default_sort=())
     items = [binding_json(vhost, source, b) for b in _between(source, dest)]
     if source.name == "" and isinstance(dest, Queue):
         items.insert(0, default_binding(dest))
@@ -98,7 +104,7 @@ def list_between(ctx: Context) -> Any:
 
 
 def create_binding(ctx: Context) -> Response:
-    vhost = ctx.vhost()
+    vhost = ctx.existing_vhost()
     # RabbitMQ 3.10 answers a missing end here with the AMQP error, not its usual 404 body
     for kind, name in (("exchange", ctx.params["source"]),
                        ("queue" if ctx.params["dtype"] == "q" else "exchange",

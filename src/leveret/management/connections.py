@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from .app import Context, not_found
 from .format import details, jsonable, millis, node_name, reply_list, timestamp
-from .http import Response
+from .http import HTTPError, Response
 
 if TYPE_CHECKING:
     from ..channel import Channel
@@ -165,10 +165,21 @@ def channel_json(ch: Channel, api: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------- handlers
 
 def _visible_connections(ctx: Context) -> list[Connection]:
-    vhosts = {vh.name for vh in ctx.visible_vhosts()}
+    """The connections listed to the user: its own, or all for monitoring users (RabbitMQ's
+    filter_user; no vhost filter but the path's)."""
+    vhost = ctx.vhost().name if "vhost" in ctx.params else None
     auth = ctx.api.auth
     return [c for c in ctx.server.connections if c.vhost is not None
-            and c.vhost.name in vhosts and auth.may_see_owner(ctx.user, c.user)]
+            and (vhost is None or c.vhost.name == vhost) and auth.may_see_owner(ctx.user, c.user)]
+
+
+def _authorised_for(ctx: Context, owner: str) -> None:
+    """One connection or channel: its owner, monitoring users (to look) and administrators
+    (to close) may (rabbit_mgmt_util:is_authorized_user)."""
+    user = ctx.user
+    if owner == user.name or (user.is_admin if ctx.req.method == "DELETE" else user.is_monitor):
+        return
+    raise HTTPError(401, "not_authorised", "User not authorised to access object")
 
 
 def list_connections(ctx: Context) -> Any:
@@ -178,8 +189,9 @@ def list_connections(ctx: Context) -> Any:
 
 def _connection(ctx: Context) -> Connection:
     name = ctx.params["name"]
-    for conn in _visible_connections(ctx):
-        if connection_name(conn) == name:
+    for conn in ctx.server.connections:
+        if conn.vhost is not None and connection_name(conn) == name:
+            _authorised_for(ctx, conn.user)
             return conn
     raise not_found()
 
@@ -213,8 +225,10 @@ def list_channels(ctx: Context) -> Any:
 
 def show_channel(ctx: Context) -> Any:
     name = ctx.params["name"]
-    for ch in _visible_channels(ctx):
+    for ch in (ch for conn in ctx.server.connections if conn.vhost is not None
+               for ch in conn.channels.values()):
         if f"{connection_name(ch.conn)} ({ch.id})" == name:
+            _authorised_for(ctx, ch.conn.user)
             from .queues import consumer_json
 
             out = channel_json(ch, ctx.api)
@@ -228,6 +242,15 @@ def show_channel(ctx: Context) -> Any:
 def list_consumers(ctx: Context) -> Any:
     from .queues import consumer_json
 
-    items = [consumer_json(c) for vh in ctx.visible_vhosts() for q in vh.queues.values()
+    # every vhost's, or the path's; a user's own only unless it is a monitoring user
+    # (rabbit_mgmt_wm_consumers: is_authorized, filter_user)
+    if "vhost" in ctx.params:
+        vhosts = [ctx.server.vhosts[ctx.params["vhost"]]] if ctx.params["vhost"] in \
+            ctx.server.vhosts else []
+        if not vhosts:
+            raise not_found()
+    else:
+        vhosts = list(ctx.server.vhosts.values())
+    items = [consumer_json(c) for vh in vhosts for q in vh.queues.values()
              for c in q.consumers if ctx.api.auth.may_see_owner(ctx.user, c.channel.conn.user)]
     return reply_list(ctx.req, items, default_sort=())

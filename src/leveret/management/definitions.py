@@ -250,8 +250,10 @@ def get_all(ctx: Any) -> Any:
 
 
 def get_vhost(ctx: Any) -> Any:
-    from .http import Response
+    from .http import HTTPError, Response
 
+    if ctx.params["vhost"] not in ctx.server.vhosts:  # RabbitMQ's answer here
+        raise HTTPError(400, "bad_request", "vhost_not_found")
     return _maybe_download(ctx, export_vhost(ctx.server, ctx.vhost()), Response)
 
 
@@ -269,7 +271,7 @@ def post_all(ctx: Any) -> Any:
 
 
 def post_vhost(ctx: Any) -> Any:
-    return _post(ctx, ctx.vhost().name)
+    return _post(ctx, ctx.existing_vhost().name)
 
 
 def _post(ctx: Any, only_vhost: str | None) -> Any:

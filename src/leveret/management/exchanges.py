@@ -66,7 +66,7 @@ def show_exchange(ctx: Context) -> Any:
 
 
 def put_exchange(ctx: Context) -> Response:
-    vhost = ctx.vhost()
+    vhost = ctx.existing_vhost()
     body = ctx.body()
     name = exchange_name(ctx.params["name"])
     kind = body.get("type") or "direct"

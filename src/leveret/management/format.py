@@ -178,6 +178,19 @@ def _int_param(query: dict[str, str], name: str) -> int | None:
         raise HTTPError(400, "bad_request", "Pagination parameters are invalid") from None
 
 
+def keys_missing(body: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """400 naming every key of ``keys`` that ``body`` lacks (a JSON null counts as missing),
+    in RabbitMQ's words: rabbit_mgmt_util:with_decode prints the list with ``~p``, which puts
+    each element on a line of its own when the list does not fit in 80 columns."""
+    missing = [f"{{key_missing,{k}}}" for k in keys if body.get(k) is None]
+    if not missing:
+        return
+    text = "[" + ",".join(missing) + "]"
+    if len(text) > 80:
+        text = "[" + ",\n ".join(missing) + "]"
+    raise HTTPError(400, "bad_request", text)
+
+
 def parse_bool(value: Any, default: bool = False) -> bool:
     """JSON booleans, or the strings rabbitmqadmin sends ("true"/"false")."""
     if value is None:

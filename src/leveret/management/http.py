@@ -6,8 +6,10 @@ loaded only after the AMQP port listens. Handlers are plain functions run on the
 loop: they read and change the model directly, so a request never waits on anything.
 
 Bad input never reaches a handler as an exception: garbage HTTP gets 400 and the socket is
-closed, a body over the limit gets 413 (RabbitMQ's ``management.http.max_body_size``, 20 MiB by
-default), and a handler that fails answers 500 with a logged traceback, never a dead listener.
+closed, a body over the limit gets 400 "Exceeded HTTP request body size limit" and a closed socket
+(RabbitMQ's ``management.http.max_body_size``, 20 MiB by default, and its answer since 3.11:
+3.10 crashed with an empty 500), and a handler that fails answers 500 with a logged
+traceback, never a dead listener.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
@@ -242,8 +244,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport.write(out)
 
     def _too_large(self) -> None:
-        self._fail(413, "payload_too_large",
-                   f"request body over the limit of {self.max_body_size} bytes")
+        # rabbit_mgmt_util:read_complete_body's answer (RabbitMQ 3.11 and later)
+        self._fail(400, "bad_request", "Exceeded HTTP request body size limit")
 
     def _fail(self, status: int, error: str, reason: str) -> None:
         """Answer an unusable request (if an answer is still possible) and close."""
@@ -275,7 +277,7 @@ def _reason(status: int) -> bytes:
         return b""
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     for key, value in headers:
         if key.lower() == name:
             return value.decode("latin-1").strip()

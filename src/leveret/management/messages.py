@@ -14,14 +14,15 @@ from ..errors import AMQPError
 from ..message import Message
 from ..queue_args import parse_expiration
 from ..sender_selected import apply as apply_sender_selected
-from .app import Context, not_found
+from .app import Context
 from .exchanges import exchange_name
-from .format import jsonable, parse_int
+from .format import jsonable, keys_missing, parse_int
 from .http import HTTPError
 
 if TYPE_CHECKING:
     from ..message import Entry
     from ..queue import Queue
+    from ..vhost import VirtualHost
 
 # JSON property names (RabbitMQ's, "type" for message_type) -> the codec's
 _PROPERTY_NAMES = {
@@ -41,6 +42,9 @@ def _bad(reason: str) -> HTTPError:
 
 
 def _properties(raw: Any) -> dict[str, Any]:
+    """The message properties of a publish body, checked as RabbitMQ's
+    rabbit_mgmt_format:to_basic_properties checks them: delivery_mode, priority and timestamp
+    are JSON integers, the others strings, headers an object; other keys are ignored."""
     if raw in (None, [], ""):
         return {}
     if not isinstance(raw, dict):
@@ -48,10 +52,11 @@ def _properties(raw: Any) -> dict[str, Any]:
     props: dict[str, Any] = {}
     for key, value in raw.items():
         name = _PROPERTY_NAMES.get(key)
-        if name is None:
-            raise _bad(f"{key} is not a message property")
+        if name is None or value is None:
+            continue  # RabbitMQ picks the properties it knows and ignores the rest
         if key in _INT_PROPERTIES:
-            value = parse_int(value, key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _bad(f"{key} must be an integer (not_int)")
             if key in ("delivery_mode", "priority") and not 0 <= value <= 255:
                 raise _bad(f"{key} out of range: {value}")
         elif key == "headers":
@@ -59,9 +64,17 @@ def _properties(raw: Any) -> dict[str, Any]:
                 raise _bad("headers must be an object")
             value = _table(value)
         elif not isinstance(value, str):
-            value = str(value)
+            raise _bad(f"{key} must be a string (not_string)")
         props[name] = value
     return props
+
+
+def _channel_vhost(ctx: Context) -> VirtualHost:
+    """The vhost a publish or get works in: RabbitMQ opens a channel there as the caller, and
+    a vhost that does not exist refuses that connection: 401 "Access refused."."""
+    if ctx.params["vhost"] not in ctx.server.vhosts:
+        raise HTTPError(401, "not_authorised", "Access refused.")
+    return ctx.vhost()
 
 
 def _table(value: dict[str, Any]) -> dict[str, Any]:
@@ -78,17 +91,18 @@ def _table(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def publish(ctx: Context) -> Any:
-    vhost = ctx.vhost()
-    name = exchange_name(ctx.params["name"])
-    exchange = vhost.exchanges.get(name)
-    if exchange is None:
-        raise not_found()
     body = ctx.body()
-    routing_key = body.get("routing_key", "")
-    payload = body.get("payload", "")
-    encoding = body.get("payload_encoding", "string")
-    if not isinstance(routing_key, str) or not isinstance(payload, str):
-        raise _bad("routing_key and payload must be strings")
+    keys_missing(body, ("routing_key", "properties", "payload", "payload_encoding"))
+    vhost = _channel_vhost(ctx)
+    name = exchange_name(ctx.params["name"])
+    routing_key = body["routing_key"]
+    payload = body["payload"]
+    encoding = body["payload_encoding"]
+    if not isinstance(payload, str):
+        raise _bad("payload_not_string")
+    if not isinstance(routing_key, str):
+        raise _bad("routing_key must be a string")
+    props = _properties(body["properties"])
     if encoding == "string":
         data = payload.encode("utf-8")
     elif encoding == "base64":
@@ -98,10 +112,13 @@ def publish(ctx: Context) -> Any:
             raise _bad("payload is not base64") from None
     else:
         raise _bad(f"payload_encoding must be string or base64, not {encoding!r}")
-    props = _properties(body.get("properties"))
+    # the publish's channel errors come back as 400 "CODE TEXT" (rabbit_mgmt_wm_exchange_publish
+    # sees its channel die after the cast): write permission first, then the exchange
     if not ctx.allowed("write", "exchange", name):
-        # RabbitMQ answers this one as a bad request carrying the channel's error
         raise _bad("403 " + ctx.refusal("exchange", name))
+    exchange = vhost.exchanges.get(name)
+    if exchange is None:
+        raise _bad(f"404 NOT_FOUND - no exchange '{name}' in vhost '{vhost.name}'")
     if exchange.internal:
         raise HTTPError(400, "bad_request", f"cannot publish to internal exchange '{name}' "
                                             f"in vhost '{vhost.name}'")
@@ -153,14 +170,13 @@ def _props_json(raw: bytes) -> Any:
 
 
 def get_messages(ctx: Context) -> Any:
-    vhost = ctx.vhost()
-    q: Queue | None = vhost.queues.get(ctx.params["name"])
-    if q is None:
-        raise not_found()
     body = ctx.body()
-    for key in ("count", "ackmode", "encoding"):
-        if key not in body:
-            raise _bad(f"[{{key_missing,{key}}}]")
+    keys_missing(body, ("ackmode", "count", "encoding"))
+    vhost = _channel_vhost(ctx)
+    q: Queue | None = vhost.queues.get(ctx.params["name"])
+    if q is None:  # basic.get's channel error, as RabbitMQ's with_channel answers it
+        raise HTTPError(404, "not_found",
+                        f"NOT_FOUND - no queue '{ctx.params['name']}' in vhost '{vhost.name}'")
     count = parse_int(body["count"], "count")
     ackmode = body["ackmode"]
     encoding = body["encoding"]
@@ -177,7 +193,9 @@ def get_messages(ctx: Context) -> Any:
                                             f"'{q.name}' in vhost '{vhost.name}'")
     taken: list[Entry] = []
     out = []
-    for _ in range(max(count, 0)):
+    # RabbitMQ gets until ``count`` reaches 0 or the queue is empty, so a negative count
+    # takes every message (each once: they are settled after the loop)
+    while count != len(taken):
         try:
             entry = q.get()
         except AMQPError as exc:  # a stream refuses basic.get ("540 basic.get not ...")

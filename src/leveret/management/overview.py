@@ -48,20 +48,36 @@ def _python() -> str:
 
 
 def listeners(ctx: Context) -> list[dict[str, Any]]:
+    """Every socket the broker listens on (AMQP, this API, the metrics), as RabbitMQ's
+    ``rabbit_networking:active_listeners`` lists them, sorted by protocol and port."""
     node = node_name()
     out = []
-    for host, port in ctx.server.addresses:
-        out.append({"node": node, "protocol": "amqp", "ip_address": host, "port": port,
-                    "socket_opts": {"backlog": 1024, "nodelay": True}})
-    for listener in ctx.api.listeners:
-        out.append({"node": node, "protocol": "http", "ip_address": listener["host"],
-                    "port": listener["port"], "socket_opts": {"port": listener["port"]}})
-    return out
+    for listener in ctx.server.listeners:
+        entry: dict[str, Any] = {"node": node, "protocol": listener.protocol,
+                                 "ip_address": listener.host, "port": listener.port}
+        if listener.protocol.startswith("amqp"):
+            entry["socket_opts"] = {"backlog": 1024, "nodelay": True}
+        else:
+            entry["socket_opts"] = {"port": listener.port}
+            if listener.protocol != "http":
+                entry["socket_opts"]["protocol"] = listener.protocol
+        out.append(entry)
+    return sorted(out, key=lambda e: (e["protocol"], e["port"]))
 
 
 def _contexts(ctx: Context) -> list[dict[str, Any]]:
-    return [{"ssl_opts": [], "node": node_name(), "description": "RabbitMQ Management",
-             "path": "/", "port": str(listener["port"])} for listener in ctx.api.listeners]
+    out = []
+    for listener in ctx.server.listeners:
+        if listener.protocol.startswith("amqp"):
+            continue
+        entry: dict[str, Any] = {
+            "ssl_opts": [], "node": node_name(), "path": "/", "port": str(listener.port),
+            "description": ("RabbitMQ Management" if listener.protocol == "http"
+                            else "RabbitMQ Prometheus")}
+        if listener.protocol != "http":
+            entry["protocol"] = f"'{listener.protocol}'"
+        out.append(entry)
+    return out
 
 
 def _totals(ctx: Context) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -93,7 +109,7 @@ def _totals(ctx: Context) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any
         churn[name] = churn_counts[name]
         churn[name + "_details"] = details(rates.get(name, 0.0))
     ready = unacked = 0
-    for vh in ctx.visible_vhosts():
+    for vh in ctx.shown_vhosts():
         for q in vh.queues.values():
             ready += len(q.ready)
             unacked += q.unacked
@@ -110,11 +126,11 @@ def _totals(ctx: Context) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any
 
 def overview(ctx: Context) -> Any:
     message_stats, churn, queue_totals = _totals(ctx)
-    vhosts = ctx.visible_vhosts()
+    vhosts = ctx.shown_vhosts()
     connections = [c for c in ctx.server.connections if c.vhost is not None
                    and ctx.api.auth.may_see_owner(ctx.user, c.user)]
     channels = sum(len(c.channels) for c in connections)
-    return {
+    out = {
         "management_version": RABBITMQ_VERSION,
         "rates_mode": "basic",
         "sample_retention_policies": {"global": [600, 3600, 28800, 86400],
@@ -140,10 +156,14 @@ def overview(ctx: Context) -> Any:
             "queues": sum(len(vh.queues) for vh in vhosts),
         },
         "statistics_db_event_queue": 0,
-        "node": node_name(),
-        "listeners": listeners(ctx),
-        "contexts": _contexts(ctx),
     }
+    if ctx.user.is_monitor:
+        # RabbitMQ shows the node, its listeners and web contexts to monitoring users
+        # only, and counts consumers for them only (rabbit_mgmt_wm_overview)
+        out.update(node=node_name(), listeners=listeners(ctx), contexts=_contexts(ctx))
+    else:
+        del out["object_totals"]["consumers"]  # type: ignore[attr-defined]
+    return out
 
 
 def _rss() -> int:
@@ -206,7 +226,12 @@ def node_json(ctx: Context) -> dict[str, Any]:
                             {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism",
                              "enabled": True}],
         "exchange_types": EXCHANGE_TYPES,
-        "enabled_plugins": ["rabbitmq_management"],
+        # the plugins whose work is on: what a RabbitMQ with them enabled lists
+        "enabled_plugins": ["rabbitmq_management"] + (
+            ["rabbitmq_prometheus"] if any(lst.protocol == "http/prometheus"
+                                           for lst in server.listeners) else []),
+        # RabbitMQ 3.13+ (rabbitmqadmin 2 requires it): a single node is never drained
+        "being_drained": False,
         "contexts": _contexts(ctx),
         "config_files": [],
         "log_files": [],
@@ -287,22 +312,61 @@ def check_port_listener(ctx: Context) -> Response:
     try:
         port = int(text)
     except ValueError:
-        raise HTTPError(400, "bad_request", f"Invalid port: {text}") from None
-    ports = sorted({p for _, p in ctx.server.addresses}
-                   | {listener["port"] for listener in ctx.api.listeners})
+        raise HTTPError(400, "bad_request", "Invalid port") from None
+    ports = sorted({listener.port for listener in ctx.server.listeners})
     if port in ports:
         return _ok(port=port)
     return _failed("No active listener", missing=port, ports=ports)
 
 
+# RabbitMQ's spellings of the AMQP 0-9-1 protocol (rabbit_networking's normalisation)
+_AMQP_NAMES = ("amqp", "amqp091", "amqp0.9.1", "amqp0-9-1", "amqp0_9_1")
+
+
+def check_protocol_listener(ctx: Context) -> Response:
+    """200 if a listener speaks the protocol (``amqp``, ``http``, ``http/prometheus``)."""
+    wanted = ctx.params["protocol"].lower()
+    if wanted in _AMQP_NAMES:
+        wanted = "amqp"
+    protocols = list(dict.fromkeys(listener.protocol for listener in ctx.server.listeners))
+    if wanted in protocols:
+        return _ok(protocol=wanted)
+    return _failed("No active listener", missing=ctx.params["protocol"], protocols=protocols)
+
+
 def check_node_is_quorum_critical(ctx: Context) -> Response:
-    return _ok()  # no quorum queues on one node
+    return _ok(reason="single node cluster")  # RabbitMQ's answer on one node
+
+
+def check_node_is_mirror_sync_critical(ctx: Context) -> Response:
+    return _ok(reason="single node cluster")  # no mirrors on one node
+
+
+_TIME_UNITS = ("days", "weeks", "months", "years")
+
+
+def check_certificate_expiration(ctx: Context) -> Response:
+    """No TLS listener, so no certificate expires: ok once the parameters are valid."""
+    try:
+        int(ctx.params["within"])
+    except ValueError:
+        raise HTTPError(400, "bad_request", "Invalid expiration value.") from None
+    if ctx.params["unit"] not in _TIME_UNITS:
+        raise HTTPError(400, "bad_request", "Time unit not recognised. Supported units: "
+                                            "days, weeks, months, years.")
+    return _ok()
 
 
 def aliveness_test(ctx: Context) -> Response:
     """Declare ``aliveness-test`` in the vhost, publish to it and get the message back, as
     RabbitMQ's aliveness test does."""
     vhost = ctx.vhost()
+    # RabbitMQ runs it on a channel of the caller's: their permissions on the queue count
+    # (configure to declare it, write on the default exchange, read to get)
+    for perm, kind, name in (("configure", "queue", "aliveness-test"),
+                             ("write", "exchange", ""), ("read", "queue", "aliveness-test")):
+        if not ctx.allowed(perm, kind, name):
+            raise HTTPError(401, "not_authorised", ctx.refusal(kind, name))
     q, _ = vhost.declare_queue("aliveness-test", None, False, False, False, False, {})
     message = Message("", "aliveness-test", b"\x00\x00", b"test_message")
     q.push(message)

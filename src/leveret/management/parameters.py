@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..permissions import InvalidRegex, compile_permission
 from .app import Context, not_found
 from .format import parse_int, reply_list
 from .http import HTTPError, Response
@@ -105,11 +105,11 @@ def policy_from(vhost: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(definition, dict):
         raise HTTPError(400, "bad_request", "[{key_missing,definition}]")
     try:
-        re.compile(pattern)
-    except re.error as exc:
+        compile_permission(pattern)  # PCRE as RabbitMQ's re module takes it
+    except InvalidRegex as exc:
         raise HTTPError(400, "bad_request",
-                        f"Validation failed\n\n{pattern} is not a valid regular expression "
-                        f"({exc})") from None
+                        "Validation failed\n\npattern should be regular expression but is "
+                        f"invalid: {exc.reason}\n") from None
     apply_to = body.get("apply-to", "all")
     if apply_to not in _APPLY_TO:
         raise HTTPError(400, "bad_request", f"Validation failed\n\n'{apply_to}' is not a valid "
@@ -121,13 +121,7 @@ def policy_from(vhost: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- handlers
 
-def _may_see_policies(ctx: Context) -> bool:
-    return ctx.api.auth.has_level(ctx.user, "policymaker")
-
-
 def list_parameters(ctx: Context) -> Any:
-    if not _may_see_policies(ctx):
-        return []  # RabbitMQ lists none to a user who is not a policymaker
     params = Parameters.of(ctx.server)
     component = ctx.params.get("component")
     vhosts = {vh.name for vh in ctx.visible_vhosts()}
@@ -207,8 +201,8 @@ def _policies(ctx: Context, operator: bool) -> dict[tuple[str, str], dict[str, A
 
 
 def list_policies(ctx: Context, operator: bool = False) -> Any:
-    if not _may_see_policies(ctx):
-        return []  # RabbitMQ lists none to a user who is not a policymaker
+    # any user sees the policies of the vhosts it may use (RabbitMQ: is_authorized_vhost,
+    # filter_vhost); showing or changing one takes a policymaker
     vhosts = {vh.name for vh in ctx.visible_vhosts()}
     items = [p for (vh, _), p in _policies(ctx, operator).items() if vh in vhosts]
     return reply_list(ctx.req, items)
@@ -223,7 +217,7 @@ def show_policy(ctx: Context, operator: bool = False) -> Any:
 
 
 def put_policy(ctx: Context, operator: bool = False) -> Response:
-    ctx.vhost()
+    ctx.existing_vhost()
     key = (ctx.params["vhost"], ctx.params["name"])
     table = _policies(ctx, operator)
     existed = key in table

@@ -219,6 +219,20 @@ _QUEUE_GAUGES = (
 )
 
 
+def _capacity(q: Queue) -> float:
+    """RabbitMQ's consumer capacity, as the API gives it: 1 while a consumer can take a
+    message at once, else 0."""
+    return 1.0 if any(c.can_take() for c in q.consumers) else 0.0
+
+
+# per queue only: RabbitMQ's /metrics lists these families without samples (a ratio does
+# not sum over queues)
+_QUEUE_RATIOS = (
+    ("queue_consumer_capacity", "Consumer capacity", _capacity),
+    ("queue_consumer_utilisation", "Same as consumer capacity", _capacity),
+)
+
+
 def _queues(queues: list[Queue], per_object: bool) -> list[Family]:
     families = []
     for name, help, value in _QUEUE_GAUGES:
@@ -227,6 +241,10 @@ def _queues(queues: list[Queue], per_object: bool) -> list[Family]:
         else:
             samples = [((), sum(value(q) for q in queues))]
         families.append(Family(name, "gauge", help, samples))
+    for name, help, ratio in _QUEUE_RATIOS:
+        families.append(Family(name, "gauge", help,
+                               [(_queue_labels(q), ratio(q)) for q in queues]
+                               if per_object else []))
     return families
 
 

@@ -161,7 +161,7 @@ def show_queue(ctx: Context) -> Any:
 
 
 def put_queue(ctx: Context) -> Response:
-    vhost = ctx.vhost()
+    vhost = ctx.existing_vhost()
     body = ctx.body()
     name = ctx.params["name"]
     arguments = body.get("arguments") or {}

@@ -15,14 +15,23 @@ from . import (
     users,
     vhosts,
 )
-from .app import ADMIN, ANY, MONITOR, POLICY, Handler, Route
+from .app import ADMIN, ANY, GLOBAL_PARAMETERS, MONITOR, POLICY, VHOST, Handler, Route
 
 
 def route(path: str, **methods: tuple[Handler, str] | Handler) -> Route:
+    """A path and its handlers; a handler without a level has the path's default: VHOST
+    for a path under a vhost's objects, ANY elsewhere."""
+    default = VHOST if path.split("/", 1)[0] in _VHOST_SCOPED else ANY
     table: dict[str, tuple[Handler, str]] = {}
     for method, entry in methods.items():
-        table[method] = entry if isinstance(entry, tuple) else (entry, ANY)
+        table[method] = entry if isinstance(entry, tuple) else (entry, default)
     return Route(tuple(path.split("/")), table)
+
+
+# RabbitMQ's handlers for these check is_authorized_vhost (queues, exchanges, bindings, the
+# publish and get calls, aliveness-test, policy lists)
+_VHOST_SCOPED = ("queues", "exchanges", "bindings", "aliveness-test", "policies",
+                 "operator-policies")
 
 
 ROUTES: list[Route] = [
@@ -39,7 +48,7 @@ ROUTES: list[Route] = [
           DELETE=queues.delete_queue),
     route("queues/{vhost}/{name}/contents", DELETE=queues.purge_queue),
     route("queues/{vhost}/{name}/bindings", GET=queues.queue_bindings),
-    route("queues/{vhost}/{name}/actions", POST=queues.queue_actions),
+    route("queues/{vhost}/{name}/actions", POST=(queues.queue_actions, ADMIN)),
     # exchanges
     route("exchanges", GET=exchanges.list_exchanges),
     route("exchanges/{vhost}", GET=exchanges.list_exchanges),
@@ -60,8 +69,8 @@ ROUTES: list[Route] = [
     route("connections/{name}", GET=connections.show_connection,
           DELETE=connections.delete_connection),
     route("connections/{name}/channels", GET=connections.connection_channels),
-    route("vhosts/{vhost}/connections", GET=connections.list_connections),
-    route("vhosts/{vhost}/channels", GET=connections.list_channels),
+    route("vhosts/{vhost}/connections", GET=(connections.list_connections, VHOST)),
+    route("vhosts/{vhost}/channels", GET=(connections.list_channels, VHOST)),
     route("channels", GET=connections.list_channels),
     route("channels/{name}", GET=connections.show_channel),
     route("consumers", GET=connections.list_consumers),
@@ -73,6 +82,11 @@ ROUTES: list[Route] = [
     route("health/checks/port-listener/{port}", GET=overview.check_port_listener),
     route("health/checks/node-is-quorum-critical",
           GET=overview.check_node_is_quorum_critical),
+    route("health/checks/node-is-mirror-sync-critical",
+          GET=overview.check_node_is_mirror_sync_critical),
+    route("health/checks/protocol-listener/{protocol}", GET=overview.check_protocol_listener),
+    route("health/checks/certificate-expiration/{within}/{unit}",
+          GET=overview.check_certificate_expiration),
     route("aliveness-test/{vhost}", GET=overview.aliveness_test),
 ]
 
@@ -86,22 +100,27 @@ ROUTES += [
     route("exchanges/{vhost}/{name}/publish", POST=messages.publish),
     route("queues/{vhost}/{name}/get", POST=messages.get_messages),
     route("vhosts", GET=vhosts.list_vhosts),
-    route("vhosts/{vhost}", GET=vhosts.show_vhost, PUT=(vhosts.put_vhost, ADMIN),
+    route("vhosts/{vhost}", GET=(vhosts.show_vhost, ADMIN), PUT=(vhosts.put_vhost, ADMIN),
           DELETE=(vhosts.delete_vhost, ADMIN)),
-    route("parameters", GET=parameters.list_parameters),
-    route("parameters/{component}", GET=parameters.list_parameters),
-    route("parameters/{component}/{vhost}", GET=parameters.list_parameters),
+    route("vhost-limits", GET=(vhosts.list_limits, ANY)),
+    route("vhost-limits/{vhost}", GET=(vhosts.list_limits, ANY)),
+    route("user-limits", GET=(users.list_limits, ANY)),
+    route("user-limits/{user}", GET=(users.list_limits, ANY)),
+    route("parameters", GET=(parameters.list_parameters, POLICY)),
+    route("parameters/{component}", GET=(parameters.list_parameters, POLICY)),
+    route("parameters/{component}/{vhost}", GET=(parameters.list_parameters, POLICY)),
     route("parameters/{component}/{vhost}/{name}", GET=(parameters.show_parameter, POLICY),
           PUT=(parameters.put_parameter, POLICY), DELETE=(parameters.delete_parameter, POLICY)),
-    route("global-parameters", GET=(parameters.list_global, ADMIN)),
-    route("global-parameters/{name}", GET=(parameters.show_global, ADMIN),
-          PUT=(parameters.put_global, ADMIN), DELETE=(parameters.delete_global, ADMIN)),
+    route("global-parameters", GET=(parameters.list_global, GLOBAL_PARAMETERS)),
+    route("global-parameters/{name}", GET=(parameters.show_global, GLOBAL_PARAMETERS),
+          PUT=(parameters.put_global, GLOBAL_PARAMETERS),
+          DELETE=(parameters.delete_global, GLOBAL_PARAMETERS)),
     route("policies", GET=parameters.list_policies),
     route("policies/{vhost}", GET=parameters.list_policies),
     route("policies/{vhost}/{name}", GET=(parameters.show_policy, POLICY),
           PUT=(parameters.put_policy, POLICY), DELETE=(parameters.delete_policy, POLICY)),
-    route("operator-policies", GET=(parameters.list_operator_policies, ADMIN)),
-    route("operator-policies/{vhost}", GET=(parameters.list_operator_policies, ADMIN)),
+    route("operator-policies", GET=parameters.list_operator_policies),
+    route("operator-policies/{vhost}", GET=parameters.list_operator_policies),
     route("operator-policies/{vhost}/{name}", GET=(parameters.show_operator_policy, ADMIN),
           PUT=(parameters.put_operator_policy, ADMIN),
           DELETE=(parameters.delete_operator_policy, ADMIN)),

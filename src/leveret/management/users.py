@@ -12,7 +12,7 @@ from typing import Any
 
 from ..auth import AccessError, parse_tags
 from .app import Context, not_found
-from .format import reply_list
+from .format import keys_missing, reply_list
 from .http import HTTPError, Response
 
 
@@ -78,12 +78,16 @@ def delete_user(ctx: Context) -> Response:
 
 def bulk_delete_users(ctx: Context) -> Response:
     names = ctx.body().get("users")
+    if names is None:
+        raise _bad("[{key_missing,users}]")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise _bad("users must be a list of names")
     access = ctx.server.access
+    # in order, as RabbitMQ deletes them: a name that is no user stops it there (400)
     for name in names:
-        if access.user(name) is not None:
-            access.delete_user(name)
+        if access.user(name) is None:
+            raise _bad(f"no_such_user: {name}")
+        access.delete_user(name)
     return Response(204)
 
 
@@ -125,11 +129,12 @@ def show_permission(ctx: Context) -> Any:
 
 
 def _patterns(body: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+    keys_missing(body, keys)  # RabbitMQ names every missing key
     out = []
     for key in keys:
-        value = body.get(key)
+        value = body[key]
         if not isinstance(value, str):
-            raise _bad(f"[{{key_missing,{key}}}]")
+            raise _bad(f"{key} must be a string")
         out.append(value)
     return out
 
@@ -184,3 +189,18 @@ def delete_topic_permission(ctx: Context) -> Response:
                                                      exchange):
         raise not_found()
     return Response(204)
+
+
+def list_limits(ctx: Context) -> Any:
+    """``/api/user-limits[/{user}]``: the users' ``limits`` (kept and exported, not
+    enforced), ``[{"user": name, "value": {...}}]`` for those that have any; users other than
+    the caller only for monitoring and administrator users."""
+    access = ctx.server.access
+    name = ctx.params.get("user")
+    users = access.list_users()
+    if name is not None:
+        users = [u for u in users if u.name == name]
+        if not users:
+            raise not_found()
+    return [{"user": u.name, "value": dict(u.limits)} for u in users
+            if u.limits and (ctx.user.is_monitor or u.name == ctx.user.name)]

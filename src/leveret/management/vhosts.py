@@ -88,7 +88,7 @@ def vhost_json(ctx: Context, vhost: VirtualHost) -> dict[str, Any]:
 
 
 def list_vhosts(ctx: Context) -> Any:
-    items = [vhost_json(ctx, vh) for vh in ctx.visible_vhosts()]
+    items = [vhost_json(ctx, vh) for vh in ctx.shown_vhosts()]  # monitoring users: all
     return reply_list(ctx.req, items, default_sort=("name",))
 
 
@@ -129,3 +129,13 @@ def delete_vhost(ctx: Context) -> Response:
 
     Parameters.of(server).drop_vhost(name)
     return Response(204)
+
+
+def list_limits(ctx: Context) -> Any:
+    """``/api/vhost-limits[/{vhost}]``: Leveret sets no vhost limits (max-connections,
+    max-queues), so every vhost's list is empty; an unknown vhost is 404, as RabbitMQ."""
+    name = ctx.params.get("vhost")
+    if name is not None and (name not in ctx.server.vhosts
+                             or not ctx.api.auth.may_see_vhost(ctx.user, name)):
+        raise not_found()
+    return []

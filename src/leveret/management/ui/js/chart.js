@@ -95,7 +95,9 @@ export function lineChart({ title, unit = "", seconds = 600, series, width = 560
     const item = document.createElement("li");
     const key = svg("svg", { class: "key", width: 24, height: 10, "aria-hidden": "true" });
     key.append(svg("line", { class: `line ${s.cls}`, x1: 0, x2: 24, y1: 5, y2: 5 }));
-    item.append(key, ` ${s.name}: ${tickLabel(value)}${unit}`);
+    // the legend gives the figure itself (2,157, not the axis' 2.157k)
+    const figureText = value.toLocaleString(undefined, { maximumFractionDigits: 1 });
+    item.append(key, ` ${s.name}: ${figureText}${unit}`);
     legend.append(item);
   }
   caption.append(heading, legend);

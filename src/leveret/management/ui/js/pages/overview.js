@@ -68,6 +68,8 @@ export function overview(main, _params, ctx) {
         ["Unroutable (return)", rate(stats.return_unroutable_details)],
       ], "props rates"));
     const n = nodes[0];
+    const monitorsOnly = h("p", { class: "hint" },
+      "Shown to monitoring and administrator users.");
     fill(node, n ? dl([
       ["Name", n.name],
       ["Uptime", duration(n.uptime || 0)],
@@ -75,8 +77,9 @@ export function overview(main, _params, ctx) {
       ["File descriptors", `${num(n.fd_used)} of ${num(n.fd_total)}`],
       ["Disk free", bytes(n.disk_free)],
       ["Versions", `${data.product_name} ${data.product_version}, RabbitMQ ${data.rabbitmq_version} compatible, Python ${data.erlang_version}`],
-    ]) : dl([["Name", data.node]]));
-    fill(listeners, table({
+    ]) : data.node ? dl([["Name", data.node]]) : monitorsOnly);
+    // RabbitMQ gives the node's listeners to monitoring users only
+    fill(listeners, !data.listeners ? monitorsOnly.cloneNode(true) : table({
       caption: "Listeners",
       columns: [
         { key: "protocol", label: "Protocol" },
