@@ -14,7 +14,7 @@ CSRC = HERE / "csrc"
 SRC = HERE / "src"
 # the data plane, compiled from its Python source in Cython's pure-Python mode (a .pxd beside
 # each .py types it); the same list as leveret._speedups.COMPILED_MODULES
-PURE_MODE = ("leveret.message",)
+PURE_MODE = ("leveret.message", "leveret.queue", "leveret.channel")
 
 
 def extensions() -> list:
@@ -33,17 +33,22 @@ def extensions() -> list:
             Extension(name, [str(pyx.relative_to(HERE))], extra_compile_args=["-O2"],
                       libraries=libraries)
         )
+    pure = []
     for name in PURE_MODE:
         source = SRC.joinpath(*name.split(".")).with_suffix(".py")
-        modules.append(Extension(name, [str(source.relative_to(HERE))],
-                                 extra_compile_args=["-O2"]))
+        pure.append(Extension(name, [str(source.relative_to(HERE))],
+                              extra_compile_args=["-O2"]))
     return cythonize(
         modules,
         language_level=3,
-        # type hints are for mypy: the .pxd files say what the compiled code may assume
-        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True,
-                             "annotation_typing": False},
+        # the .pyx files check their own bounds: every read from the wire is checked by hand
+        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
+    ) + cythonize(
+        pure,
+        language_level=3,
+        # Python semantics kept (negative indexes, bounds checks, Python division); the type
+        # hints are for mypy: the .pxd files say what the compiled code may assume
+        compiler_directives={"annotation_typing": False},
     )
-
 
 setup(ext_modules=extensions())

@@ -55,6 +55,8 @@ def implementation(module: ModuleType) -> str:
 # The data-plane modules compiled from their Python source (setup.py builds exactly these).
 COMPILED_MODULES = (
     "leveret.message",
+    "leveret.queue",
+    "leveret.channel",
 )
 
 

@@ -29,7 +29,7 @@ from .errors import (
 from .exchange import Exchange
 from .message import Entry, Message
 from .permissions import CONFIGURE, READ, WRITE, Authorizer
-from .queue import Consumer, Queue, new_consumer_tag
+from .queue import Consumer, Queue
 from .queue_args import parse_expiration
 from .sender_selected import apply as apply_sender_selected
 
@@ -346,7 +346,9 @@ class Channel:
 
     def reject(self, tag: int, multiple: bool, requeue: bool) -> None:
         items = self._settle(tag, multiple)
-        self.unacked -= sum(1 for item in items if item[2] is not None)
+        for item in items:
+            if item[2] is not None:
+                self.unacked -= 1
         self._return_items(items, requeue, "rejected", explicit=True)
         if self.prefetch_channel or not requeue:
             self._kick()
@@ -555,7 +557,7 @@ class Channel:
         name = self._queue_name(m.queue)
         self.authz.check(READ, "queue", name)
         q = self._queue(name)
-        tag = m.consumer_tag or new_consumer_tag()
+        tag = m.consumer_tag or Consumer.new_tag()
         arguments = m.arguments or {}
         q.check_consume(self, m.no_ack, m.exclusive, arguments)  # exclusivity, stream rules
         consumer = Consumer(self, q, tag, m.no_ack, m.exclusive, self.prefetch_consumer,

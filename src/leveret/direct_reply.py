@@ -28,7 +28,6 @@ from pamqp import commands as spec
 from . import frames
 from .deadletter import join_properties, split_properties
 from .errors import ACCESS_REFUSED, NOT_ALLOWED, NOT_FOUND, PRECONDITION_FAILED, ChannelError
-from .queue import new_consumer_tag
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -64,7 +63,9 @@ class ReplyConsumer:
 
 def consume(channel: Channel, m: spec.Basic.Consume) -> None:
     """basic.consume on ``amq.rabbitmq.reply-to``."""
-    tag = m.consumer_tag or new_consumer_tag()
+    from .queue import Consumer  # not at the top: queue imports channel, which imports us
+
+    tag = m.consumer_tag or Consumer.new_tag()
     if tag in channel.consumers:
         raise ChannelError(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
     if not m.no_ack:

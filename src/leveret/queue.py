@@ -73,9 +73,10 @@ class Consumer:
             return False
         return self.channel.can_deliver()
 
-
-def new_consumer_tag() -> str:
-    return f"amq.ctag-{next(_consumer_tags):08d}-leveret"
+    @staticmethod
+    def new_tag() -> str:
+        """A server-generated consumer tag (basic.consume without one), as RabbitMQ's."""
+        return f"amq.ctag-{next(_consumer_tags):08d}-leveret"
 
 
 class ReadyList(deque):  # type: ignore[type-arg]

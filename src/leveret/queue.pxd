@@ -1,0 +1,48 @@
+# Compiled layout of queue.py (Cython's pure-Python mode). Methods another module or a queue
+# type's subclass (quorum.py, stream.py) calls or overrides are cpdef; the rest of the plain
+# path is cdef.
+
+from leveret.channel cimport Channel
+from leveret.message cimport Message, QueueEntry
+
+
+cdef class Consumer:
+    cdef public Channel channel
+    cdef public Queue queue
+    cdef public str tag
+    cdef public bint no_ack, exclusive
+    cdef public object priority
+    cdef public long long prefetch, unacked
+    cdef public object arguments
+
+    cpdef bint can_take(self)
+
+
+cdef class Queue:
+    cdef public object vhost, name, exclusive_owner, arguments, options, ready
+    cdef public bint durable, auto_delete, deleted
+    cdef public long long ready_bytes, unacked
+    cdef public list consumers
+    cdef public long long _seq, _rr
+    cdef public bint _had_consumer, _mixed_priorities, _plain, _timed, _sac
+    cdef public object _expiry_timer, _idle_timer
+    cdef public double _expiry_at
+    cdef public list on_delete, on_ready
+    cdef public object memory
+    cdef public long long stat_publish, stat_deliver, stat_deliver_no_ack, stat_get
+    cdef public long long stat_get_no_ack, stat_get_empty, stat_redeliver, stat_ack
+    cdef dict __dict__
+
+    cpdef bint push(self, Message message, object publisher=*, long long seq=*) except -1
+    cdef bint _push_with_features(self, Message message, object publisher=*, long long seq=*) except -1
+    cpdef bint _full(self) except -1
+    cpdef object _pop_ready(self)
+    cdef void _left_ready(self, object entry) except *
+    cdef void _expire_head(self) except *
+    cdef Consumer _pick_consumer(self)
+    cdef void _hand_over(self, Consumer consumer, object entry) except *
+    cpdef dispatch(self)
+    cpdef settled(self, object entry)
+    cpdef acked(self, object entry, Consumer consumer)
+    cpdef _dead_letter(self, object entry, str reason)
+    cpdef _ready_grew(self)
