@@ -19,6 +19,7 @@ import pytest
 
 from ctl_helpers import (
     RABBITMQ_MANAGEMENT,
+    build_scene,
     eventually,
     json_rows,
     leveret_ctl,
@@ -58,29 +59,6 @@ def scene(rabbit: None) -> Iterator[str]:
         if conn.is_open:
             conn.close()
         rabbitmqctl("-q", "delete_vhost", vhost)
-
-
-def build_scene(conn: pika.BlockingConnection) -> None:
-    ch = conn.channel()
-    # argument names in sorted order: the management API sorts them, rabbitmqctl does not
-    ch.queue_declare("q-args", durable=True, arguments={
-        "x-dead-letter-exchange": "dlx", "x-max-length": 100, "x-message-ttl": 60000})
-    ch.queue_declare("q-plain")
-    ch.queue_declare("q-cons", auto_delete=True)
-    ch.exchange_declare("x-topic", "topic", durable=True, arguments={"alternate-exchange": "ae"})
-    ch.exchange_declare("x-fan", "fanout", auto_delete=True)
-    ch.queue_bind("q-plain", "x-topic", "a.#")
-    ch.queue_bind("q-args", "x-fan", "", arguments={"k": "v", "n": 3})
-    for _ in range(2):
-        ch.basic_publish("", "q-args", b"kept", pika.BasicProperties(delivery_mode=2))
-    for _ in range(3):
-        ch.basic_publish("x-topic", "a.b", b"routed")
-    consumer = conn.channel()
-    consumer.basic_qos(prefetch_count=7)
-    consumer.basic_consume("q-cons", lambda *a: None, consumer_tag="ctl-tag",
-                           arguments={"x-priority": 3})
-    conn.channel().confirm_delivery()
-    conn.process_data_events(0)
 
 
 def same_as_rabbitmqctl(args: list[str], keep=None, header: bool = True,
