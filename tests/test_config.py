@@ -250,6 +250,48 @@ def test_command_line_over_file_over_environment(tmp_path, flags, file_vhost, en
             f"vhost '{winner}'")
 
 
+@pytest.mark.parametrize(("flags", "in_file", "in_env", "winner"), [
+    (["--user", "cli", "--password", "cli-pw"], True, True, "cli"),
+    ([], True, True, "file"),
+    ([], False, True, "env"),
+    ([], False, False, "guest"),
+])
+def test_default_user_precedence(tmp_path, flags, in_file, in_env, winner):
+    conf = write_conf(tmp_path, "default_user = file\ndefault_pass = file-pw\n" if in_file
+                      else "")
+    env = {"RABBITMQ_DEFAULT_USER": "env", "RABBITMQ_DEFAULT_PASS": "env-pw"} if in_env else {}
+    with LeveretProcess("--config", conf, *flags, env=env) as proc:
+        proc.started()
+        for user in ("cli", "file", "env", "guest"):
+            password = "guest" if user == "guest" else f"{user}-pw"
+            url = f"amqp://{user}:{password}@127.0.0.1:{proc.port}/"
+            if user == winner:
+                pika.BlockingConnection(pika.URLParameters(url)).close()
+            else:
+                with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+                    pika.BlockingConnection(pika.URLParameters(url))
+
+
+def test_config_option_over_the_environment_variable(tmp_path):
+    named = write_conf(tmp_path, "default_vhost = from-option\n", "option.conf")
+    in_env = write_conf(tmp_path, "default_vhost = from-env\n", "env.conf")
+    with LeveretProcess("--config", named, env={"RABBITMQ_CONFIG_FILE": in_env}) as proc:
+        proc.wait_for(rf".* config file\(s\) : {named}")
+        proc.started()
+        pika.BlockingConnection(pika.URLParameters(
+            f"amqp://guest:guest@127.0.0.1:{proc.port}/from-option")).close()
+
+
+def test_address_from_the_environment_and_the_file(tmp_path):
+    env = {"RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1"}
+    with LeveretProcess(env=env, host=None) as proc:
+        assert proc.wait_for(r".*started TCP listener.*").endswith(f" 127.0.0.1:{proc.port}")
+    port = free_port()
+    conf = write_conf(tmp_path, f"listeners.tcp.default = 0.0.0.0:{port}\n")
+    with LeveretProcess("--config", conf, env=env, host=None, port=None) as proc:
+        assert proc.wait_for(r".*started TCP listener.*").endswith(f" 0.0.0.0:{port}")
+
+
 def test_port_precedence(tmp_path):
     file_port, env_port, cli_port = free_port(), free_port(), free_port()
     conf = write_conf(tmp_path, f"listeners.tcp.default = {file_port}\n")
