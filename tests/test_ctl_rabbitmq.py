@@ -6,6 +6,8 @@ codes. Each test works in a vhost (and with users) of its own and removes them."
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tempfile
 import urllib.error
 import uuid
@@ -437,6 +439,13 @@ def test_management_url_from_the_environment(rabbit):
     env_only = run([leveret_ctl_path(), "-q", "list_users"],
                    env={"LEVERET_MANAGEMENT_URL": RABBITMQ_MANAGEMENT})
     assert env_only.code == 0 and "guest\t[administrator]" in env_only.out
+
+
+def test_the_default_broker_is_guest_on_localhost_15672(rabbit):
+    env = {k: v for k, v in os.environ.items() if k != "LEVERET_MANAGEMENT_URL"}
+    done = subprocess.run([leveret_ctl_path(), "-q", "list_users"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode == 0 and "guest\t[administrator]" in done.stdout.splitlines()
 
 
 @pytest.mark.parametrize(("name", "command", "code"), [
