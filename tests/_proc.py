@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,17 +18,31 @@ STARTED = re.compile(r".*Server startup complete.*")
 FREE_PORT = -1
 
 
+def console_script(name: str) -> str:
+    """The installed console script ``name`` (``leveret``, ``leveret-ctl``): beside this
+    Python, else on PATH."""
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    if not os.path.exists(path):
+        found = shutil.which(name)
+        assert found, f"{name} is not installed (pip install -e .)"
+        path = found
+    return path
+
+
 class LeveretProcess:
-    """``python -m leveret ARGS`` with its stdout and stderr read into ``lines`` by a thread."""
+    """``python -m leveret ARGS`` (or the installed ``leveret`` script) with its stdout and
+    stderr read into ``lines`` by a thread."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None,
                  port: int | None = FREE_PORT, in_memory: bool = True,
-                 host: str | None = "127.0.0.1", http_off: bool = True) -> None:
+                 host: str | None = "127.0.0.1", http_off: bool = True,
+                 script: bool = False) -> None:
         """``port``: a free one by default, None for no ``--port`` flag; ``host`` None for
         no ``--host`` flag; ``http_off`` False leaves the management and metrics ports to
-        the configuration (else they are off unless ``args`` name them)."""
+        the configuration (else they are off unless ``args`` name them); ``script``: run the
+        ``leveret`` console script, as a user does."""
         self.port = free_port() if port == FREE_PORT else port
-        argv = [sys.executable, "-m", "leveret"]
+        argv = [console_script("leveret")] if script else [sys.executable, "-m", "leveret"]
         if host is not None:
             argv += ["--host", host]
         if self.port is not None:

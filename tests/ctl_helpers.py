@@ -10,12 +10,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import pika
 
 RABBITMQ_MANAGEMENT = "http://guest:guest@localhost:15672"
 
@@ -34,12 +35,9 @@ class Run:
 
 def leveret_ctl_path() -> str:
     """The installed console script (it sits beside this Python)."""
-    path = os.path.join(os.path.dirname(sys.executable), "leveret-ctl")
-    if not os.path.exists(path):
-        found = shutil.which("leveret-ctl")
-        assert found, "leveret-ctl is not installed (pip install -e .)"
-        path = found
-    return path
+    from _proc import console_script
+
+    return console_script("leveret-ctl")
 
 
 def run(argv: list[str], stdin: str | None = None, env: dict[str, str] | None = None,
@@ -87,6 +85,31 @@ def management_get(url: str, path: str) -> object:
                                  headers={"Authorization": f"Basic {token}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)
+
+
+def build_scene(conn: pika.BlockingConnection) -> None:
+    """On ``conn``'s vhost: queues (with arguments, messages), exchanges, bindings, a consumer
+    on a second channel and a third channel in confirm mode; ``conn`` stays open."""
+    ch = conn.channel()
+    # argument names in sorted order: the management API sorts them, rabbitmqctl does not
+    ch.queue_declare("q-args", durable=True, arguments={
+        "x-dead-letter-exchange": "dlx", "x-max-length": 100, "x-message-ttl": 60000})
+    ch.queue_declare("q-plain")
+    ch.queue_declare("q-cons", auto_delete=True)
+    ch.exchange_declare("x-topic", "topic", durable=True, arguments={"alternate-exchange": "ae"})
+    ch.exchange_declare("x-fan", "fanout", auto_delete=True)
+    ch.queue_bind("q-plain", "x-topic", "a.#")
+    ch.queue_bind("q-args", "x-fan", "", arguments={"k": "v", "n": 3})
+    for _ in range(2):
+        ch.basic_publish("", "q-args", b"kept", pika.BasicProperties(delivery_mode=2))
+    for _ in range(3):
+        ch.basic_publish("x-topic", "a.b", b"routed")
+    consumer = conn.channel()
+    consumer.basic_qos(prefetch_count=7)
+    consumer.basic_consume("q-cons", lambda *a: None, consumer_tag="ctl-tag",
+                           arguments={"x-priority": 3})
+    conn.channel().confirm_delivery()
+    conn.process_data_events(0)
 
 
 # ---------------------------------------------------------------------- making outputs alike

@@ -4,7 +4,9 @@ command line over file over environment."""
 
 from __future__ import annotations
 
+import json
 import socket
+import urllib.request
 
 import pika
 import pika.exceptions
@@ -12,6 +14,7 @@ import pytest
 
 from _proc import LeveretProcess, run_leveret
 from conftest import free_port
+from rabbit_hash import definitions_user
 from test_loopback import REFUSED, refusal
 
 
@@ -99,6 +102,49 @@ def test_listener_as_a_bare_port_and_json_logs(tmp_path):
                                 ).close()
 
 
+def http_get(url: str, auth: bool = True) -> object:
+    headers = {"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="} if auth else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+        body = r.read()
+    return json.loads(body) if auth else body.decode()
+
+
+@pytest.mark.parametrize("spelling", ["tcp", "listener"])  # management.listener.*: older
+def test_management_and_prometheus_listeners_from_the_file(tmp_path, spelling):
+    management, prometheus = free_port(), free_port()
+    conf = write_conf(tmp_path, f"""
+management.{spelling}.port = {management}
+management.{spelling}.ip = 127.0.0.1
+prometheus.tcp.port = {prometheus}
+prometheus.tcp.ip = 127.0.0.1
+""")
+    with LeveretProcess("--config", conf, host="0.0.0.0", http_off=False) as proc:
+        proc.started()
+        proc.wait_for(rf".*Management plugin: HTTP \(non-TLS\) listener started on port "
+                      rf"{management}")
+        proc.wait_for(rf".*Prometheus metrics: HTTP \(non-TLS\) listener started on port "
+                      rf"{prometheus}")
+        overview = http_get(f"http://127.0.0.1:{management}/api/overview")
+        assert isinstance(overview, dict)
+        assert [(x["protocol"], x["ip_address"], x["port"]) for x in overview["listeners"]] == [
+            ("amqp", "0.0.0.0", proc.port), ("http", "127.0.0.1", management),
+            ("http/prometheus", "127.0.0.1", prometheus)]
+        assert "rabbitmq_build_info" in str(http_get(f"http://127.0.0.1:{prometheus}/metrics",
+                                                     auth=False))
+
+
+def test_listener_options_win_over_the_file(tmp_path):
+    in_file, on_line = free_port(), free_port()
+    conf = write_conf(tmp_path, f"management.tcp.port = {in_file}\n"
+                                f"prometheus.tcp.port = {free_port()}\n")
+    with LeveretProcess("--config", conf, "--management-port", str(on_line),
+                        "--no-prometheus", http_off=False) as proc:
+        proc.started()
+        proc.wait_for(rf".*Management plugin: HTTP \(non-TLS\) listener started on port "
+                      rf"{on_line}")
+    assert not any("Prometheus metrics" in line for line in proc.lines)
+
+
 def test_log_level_from_the_file_hides_info(tmp_path):
     conf = write_conf(tmp_path, "log.console.level = warning\nno.such.key = 1\n")
     with LeveretProcess("--config", conf) as proc:
@@ -115,9 +161,11 @@ def test_management_and_metrics_ports_and_definitions_at_boot(tmp_path, definiti
     import urllib.request
 
     defs = tmp_path / "definitions.json"
+    # loaded at boot, definitions replace the default user (as RabbitMQ): guest comes from them
     defs.write_text(json.dumps({
         "vhosts": [{"name": "/"}, {"name": "app"}],
-        "users": [{"name": "svc", "password_hash": "", "tags": "management"}],
+        "users": [{"name": "svc", "password_hash": "", "tags": "management"},
+                  definitions_user("guest", "guest")],
         "permissions": [{"user": "guest", "vhost": "app", "configure": ".*", "write": ".*",
                          "read": ".*"}],
         "queues": [{"name": "jobs", "vhost": "app", "durable": True, "auto_delete": False,
@@ -202,6 +250,48 @@ def test_command_line_over_file_over_environment(tmp_path, flags, file_vhost, en
             f"vhost '{winner}'")
 
 
+@pytest.mark.parametrize(("flags", "in_file", "in_env", "winner"), [
+    (["--user", "cli", "--password", "cli-pw"], True, True, "cli"),
+    ([], True, True, "file"),
+    ([], False, True, "env"),
+    ([], False, False, "guest"),
+])
+def test_default_user_precedence(tmp_path, flags, in_file, in_env, winner):
+    conf = write_conf(tmp_path, "default_user = file\ndefault_pass = file-pw\n" if in_file
+                      else "")
+    env = {"RABBITMQ_DEFAULT_USER": "env", "RABBITMQ_DEFAULT_PASS": "env-pw"} if in_env else {}
+    with LeveretProcess("--config", conf, *flags, env=env) as proc:
+        proc.started()
+        for user in ("cli", "file", "env", "guest"):
+            password = "guest" if user == "guest" else f"{user}-pw"
+            url = f"amqp://{user}:{password}@127.0.0.1:{proc.port}/"
+            if user == winner:
+                pika.BlockingConnection(pika.URLParameters(url)).close()
+            else:
+                with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+                    pika.BlockingConnection(pika.URLParameters(url))
+
+
+def test_config_option_over_the_environment_variable(tmp_path):
+    named = write_conf(tmp_path, "default_vhost = from-option\n", "option.conf")
+    in_env = write_conf(tmp_path, "default_vhost = from-env\n", "env.conf")
+    with LeveretProcess("--config", named, env={"RABBITMQ_CONFIG_FILE": in_env}) as proc:
+        proc.wait_for(rf".* config file\(s\) : {named}")
+        proc.started()
+        pika.BlockingConnection(pika.URLParameters(
+            f"amqp://guest:guest@127.0.0.1:{proc.port}/from-option")).close()
+
+
+def test_address_from_the_environment_and_the_file(tmp_path):
+    env = {"RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1"}
+    with LeveretProcess(env=env, host=None) as proc:
+        assert proc.wait_for(r".*started TCP listener.*").endswith(f" 127.0.0.1:{proc.port}")
+    port = free_port()
+    conf = write_conf(tmp_path, f"listeners.tcp.default = 0.0.0.0:{port}\n")
+    with LeveretProcess("--config", conf, env=env, host=None, port=None) as proc:
+        assert proc.wait_for(r".*started TCP listener.*").endswith(f" 0.0.0.0:{port}")
+
+
 def test_port_precedence(tmp_path):
     file_port, env_port, cli_port = free_port(), free_port(), free_port()
     conf = write_conf(tmp_path, f"listeners.tcp.default = {file_port}\n")
@@ -258,6 +348,22 @@ def config_error(tmp_path, text: str, name: str = "rabbitmq.conf") -> str:
                                  "users as loopback_users.NAME = true)"),
     ("loopback_users.guest = no\n", "FILE, line 1: loopback_users.guest: 'no' is not true or "
                                     "false"),
+    ("management.tcp.port = 70000\n", "FILE, line 1: management.tcp.port: 70000 is out of "
+                                      "range: a port is 0 to 65535"),
+    ("prometheus.tcp.port = metrics\n", "FILE, line 1: prometheus.tcp.port: 'metrics' is not "
+                                        "a port"),
+    ("management.tcp.ip = localhost\n", "FILE, line 1: management.tcp.ip: 'localhost' is not "
+                                        "an IP address"),
+    ("prometheus.tcp.ip = 300.1.1.1\n", "FILE, line 1: prometheus.tcp.ip: '300.1.1.1' is not "
+                                        "an IP address"),
+    ("load_definitions = /no/such/defs.json\n", "FILE, line 1: load_definitions: "
+                                                "'/no/such/defs.json' does not exist"),
+    ("management.load_definitions = /no/such/defs.json\n",
+     "FILE, line 1: management.load_definitions: '/no/such/defs.json' does not exist"),
+    ("definitions.import_backend = https\n", "FILE, line 1: definitions.import_backend: "
+                                             "'https' is not supported: Leveret reads "
+                                             "definitions from local files only "
+                                             "(local_filesystem)"),
 ])
 def test_a_bad_line_names_the_file_and_line(tmp_path, text, error):
     assert config_error(tmp_path, text) == f"leveret: {error}"

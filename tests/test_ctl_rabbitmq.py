@@ -6,6 +6,8 @@ codes. Each test works in a vhost (and with users) of its own and removes them."
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tempfile
 import urllib.error
 import uuid
@@ -19,6 +21,7 @@ import pytest
 
 from ctl_helpers import (
     RABBITMQ_MANAGEMENT,
+    build_scene,
     eventually,
     json_rows,
     leveret_ctl,
@@ -58,29 +61,6 @@ def scene(rabbit: None) -> Iterator[str]:
         if conn.is_open:
             conn.close()
         rabbitmqctl("-q", "delete_vhost", vhost)
-
-
-def build_scene(conn: pika.BlockingConnection) -> None:
-    ch = conn.channel()
-    # argument names in sorted order: the management API sorts them, rabbitmqctl does not
-    ch.queue_declare("q-args", durable=True, arguments={
-        "x-dead-letter-exchange": "dlx", "x-max-length": 100, "x-message-ttl": 60000})
-    ch.queue_declare("q-plain")
-    ch.queue_declare("q-cons", auto_delete=True)
-    ch.exchange_declare("x-topic", "topic", durable=True, arguments={"alternate-exchange": "ae"})
-    ch.exchange_declare("x-fan", "fanout", auto_delete=True)
-    ch.queue_bind("q-plain", "x-topic", "a.#")
-    ch.queue_bind("q-args", "x-fan", "", arguments={"k": "v", "n": 3})
-    for _ in range(2):
-        ch.basic_publish("", "q-args", b"kept", pika.BasicProperties(delivery_mode=2))
-    for _ in range(3):
-        ch.basic_publish("x-topic", "a.b", b"routed")
-    consumer = conn.channel()
-    consumer.basic_qos(prefetch_count=7)
-    consumer.basic_consume("q-cons", lambda *a: None, consumer_tag="ctl-tag",
-                           arguments={"x-priority": 3})
-    conn.channel().confirm_delivery()
-    conn.process_data_events(0)
 
 
 def same_as_rabbitmqctl(args: list[str], keep=None, header: bool = True,
@@ -459,6 +439,13 @@ def test_management_url_from_the_environment(rabbit):
     env_only = run([leveret_ctl_path(), "-q", "list_users"],
                    env={"LEVERET_MANAGEMENT_URL": RABBITMQ_MANAGEMENT})
     assert env_only.code == 0 and "guest\t[administrator]" in env_only.out
+
+
+def test_the_default_broker_is_guest_on_localhost_15672(rabbit):
+    env = {k: v for k, v in os.environ.items() if k != "LEVERET_MANAGEMENT_URL"}
+    done = subprocess.run([leveret_ctl_path(), "-q", "list_users"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode == 0 and "guest\t[administrator]" in done.stdout.splitlines()
 
 
 @pytest.mark.parametrize(("name", "command", "code"), [

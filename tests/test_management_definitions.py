@@ -13,6 +13,7 @@ import pytest
 from _proc import LeveretProcess
 from conftest import free_port
 from leveret import Broker
+from rabbit_hash import definitions_user
 
 from apiclient import API
 
@@ -129,8 +130,10 @@ def test_per_vhost_import_and_errors(api):
 
 
 def test_definitions_file_at_boot(tmp_path):
+    # definitions loaded at boot replace the default user: the file brings guest itself
     path = tmp_path / "defs.json"
     path.write_text(json.dumps({
+        "users": [definitions_user("guest", "guest")],
         "vhosts": [{"name": "/"}, {"name": "boot"}],
         "permissions": [{"user": "guest", "vhost": "boot", "configure": ".*", "write": ".*",
                          "read": ".*"}],

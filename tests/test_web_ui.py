@@ -546,7 +546,10 @@ def test_add_and_delete_a_virtual_host(ui):
     ui.type("Description", "made in the browser", add)
     ui.button("Add virtual host", add).click()
     ui.text_appears("Virtual host ui-vhost added.")
-    ui.d.find_element(By.XPATH, "//tbody//a[normalize-space()='ui-vhost']").click()
+    # the list is fetched again after the message: wait for the new row
+    link = "//tbody//a[normalize-space()='ui-vhost']"
+    ui.wait(lambda d: d.find_elements(By.XPATH, link))
+    ui.d.find_element(By.XPATH, link).click()
     ui.h1("ui-vhost")
     ui.text_appears("made in the browser")
     # the header's virtual host choice offers it now

@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .settings import Settings
+
+log = logging.getLogger("leveret.broker")
+
+
+def _reachable(host: str) -> str:
+    """An address a local client can connect to for a listening address (any -> loopback)."""
+    return "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
 
 T = TypeVar("T")
 
@@ -106,10 +114,13 @@ class Broker:
     address; default ``["guest"]`` as RabbitMQ, ``[]`` lets everyone in from anywhere),
     ``management_port`` (the HTTP management API on ``host``; 0 = an ephemeral port, None = no
     API; ``management_port`` the property then tells the bound port), ``definitions`` (a
-    RabbitMQ definitions file imported before the broker listens; ``DefinitionsError`` from
-    ``leveret.management.definitions`` if it cannot be), ``prometheus_port`` (Prometheus
-    metrics at ``/metrics`` on ``host``, as rabbitmq_prometheus; 0 = an ephemeral port, None =
-    none; the property ``prometheus_port`` tells the bound port), ``loop``
+    RabbitMQ definitions file or directory, or several, imported before the broker listens;
+    as RabbitMQ's load_definitions, on a first boot the default user and vhost are then not
+    created; ``DefinitionsError`` from ``leveret.management.definitions`` if it cannot be),
+    ``prometheus_port`` (Prometheus metrics at ``/metrics`` on ``host``, as
+    rabbitmq_prometheus; 0 = an ephemeral port, None = none; the property ``prometheus_port``
+    tells the bound port), ``management_host`` / ``prometheus_host`` (another address for the
+    API / the metrics than ``host``), ``loop``
     (``uvloop`` or ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always
     uses the caller's loop).
 
@@ -140,8 +151,10 @@ class Broker:
         consumer_timeout: int | None = 30 * 60 * 1000,
         loop: str = "uvloop",
         management_port: int | None = None,
-        definitions: str | None = None,
+        definitions: str | Sequence[str] | None = None,
         prometheus_port: int | None = None,
+        management_host: str | None = None,
+        prometheus_host: str | None = None,
         settings: Settings | None = None,
     ) -> None:
         if settings is None:
@@ -163,8 +176,11 @@ class Broker:
                 consumer_timeout=consumer_timeout,
                 loop=loop,
                 management_port=management_port,
-                definitions_file=definitions,
+                definitions_files=((definitions,) if isinstance(definitions, str)
+                                   else tuple(definitions or ())),
                 prometheus_port=prometheus_port,
+                management_host=management_host,
+                prometheus_host=prometheus_host,
             )
             if loopback_users is not None:
                 settings.loopback_users = list(loopback_users)
@@ -193,11 +209,23 @@ class Broker:
 
             attach_store(server, self.settings.data_dir)
         try:
-            server.create_defaults()
-            if self.settings.definitions_file:
+            definitions = self.settings.definitions_files
+            if definitions and not server.access.users:
+                # rabbit:maybe_insert_default_data: definitions to load at boot replace the
+                # default user and vhost on a first boot (they must bring their own users)
+                log.info("Will not seed default virtual host and user: have definitions to "
+                         "load...")
+            else:
+                server.create_defaults()
+            if definitions:
                 from .management.definitions import load_definitions_file
 
-                load_definitions_file(server, self.settings.definitions_file)
+                for path in definitions:
+                    load_definitions_file(server, path)
+                if not server.access.users:  # Leveret's own hint: RabbitMQ says nothing
+                    log.warning("no user can log in: the definitions imported have no users "
+                                "(the default user is not created when definitions are "
+                                "loaded at boot, as with RabbitMQ)")
             await server.start()
         except BaseException:
             if server.store is not None:
@@ -207,7 +235,8 @@ class Broker:
             # after the AMQP port listens: clients can connect while the API loads
             from .management import start_management
 
-            host, port = self.settings.host, self.settings.management_port
+            host = self.settings.management_host or self.settings.host
+            port = self.settings.management_port
             try:
                 self._management = await start_management(server, host, port)
             except OSError as exc:
@@ -218,7 +247,8 @@ class Broker:
             # loaded only now, like the API: start-up and idle memory do not pay for it
             from .management.prometheus import start_prometheus
 
-            host, port = self.settings.host, self.settings.prometheus_port
+            host = self.settings.prometheus_host or self.settings.host
+            port = self.settings.prometheus_port
             try:
                 self._prometheus = await start_prometheus(server, host, port)
             except OSError as exc:
@@ -257,8 +287,7 @@ class Broker:
 
     @property
     def host(self) -> str:
-        host = self.settings.host
-        return "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
+        return _reachable(self.settings.host)
 
     @property
     def port(self) -> int:
@@ -276,7 +305,8 @@ class Broker:
         port = self.management_port
         if port is None:
             return None
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = _reachable(self.settings.management_host or self.settings.host)
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}"
 
     @property

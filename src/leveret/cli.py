@@ -153,12 +153,15 @@ DEFAULTS: dict[str, Any] = {
     "management_port": 15672,
     "no_management": False,
     "definitions": None,
+    "management_host": None,
     "prometheus_port": 15692,
+    "prometheus_host": None,
     "no_prometheus": False,
 }
 
 # the environment RabbitMQ's container reads, by the option it fills
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "host": ("RABBITMQ_NODE_IP_ADDRESS", str),
     "port": ("RABBITMQ_NODE_PORT", port_number),
     "user": ("RABBITMQ_DEFAULT_USER", str),
     "password": ("RABBITMQ_DEFAULT_PASS", str),
@@ -182,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", metavar="FILE",
                    help="a rabbitmq.conf file (env RABBITMQ_CONFIG_FILE)")
-    p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--host", help="address to listen on (env RABBITMQ_NODE_IP_ADDRESS, "
+                                  "default 0.0.0.0)")
     p.add_argument("--port", type=port_number,
                    help="port to listen on (env RABBITMQ_NODE_PORT, default 5672)")
     p.add_argument("--user", help="default user (env RABBITMQ_DEFAULT_USER, default guest)")
@@ -222,20 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "(RabbitMQ's consumer_timeout; default 1800000 = 30 min; 0 = off)")
     management = p.add_mutually_exclusive_group()
     management.add_argument("--management-port", type=port_number, metavar="PORT",
-                            help="port of the management HTTP API on --host (default 15672; "
-                                 "0 = any free port)")
+                            help="port of the management HTTP API (default 15672; 0 = any "
+                                 "free port)")
     management.add_argument("--no-management", action="store_true", default=None,
                             help="no management HTTP API")
+    p.add_argument("--management-host", metavar="ADDRESS",
+                   help="address of the management HTTP API (default: --host)")
     prometheus = p.add_mutually_exclusive_group()
     prometheus.add_argument("--prometheus-port", type=port_number, metavar="PORT",
-                            help="port of the Prometheus metrics (/metrics) on --host (default "
-                                 "15692, as rabbitmq_prometheus; 0 = any free port)")
+                            help="port of the Prometheus metrics (/metrics; default 15692, "
+                                 "as rabbitmq_prometheus; 0 = any free port)")
     prometheus.add_argument("--no-prometheus", action="store_true", default=None,
                             help="no Prometheus metrics endpoint")
-    p.add_argument("--definitions", metavar="FILE",
-                   help="import this definitions file (RabbitMQ's JSON: users, vhosts, "
-                        "permissions, queues, exchanges, bindings, ...) at start, as "
-                        "RabbitMQ's load_definitions")
+    p.add_argument("--prometheus-host", metavar="ADDRESS",
+                   help="address of the Prometheus metrics (default: --host)")
+    p.add_argument("--definitions", metavar="PATH", action="append",
+                   help="import this definitions file, or each file of this directory "
+                        "(RabbitMQ's JSON: users, vhosts, permissions, queues, exchanges, "
+                        "bindings, ...) at start, as RabbitMQ's load_definitions; on a first "
+                        "boot the default user and vhost are then not created (repeatable)")
     p.add_argument("--log-level", type=log_level_name, metavar="LEVEL",
                    help="debug, info (default), warning, error, critical, none")
     p.add_argument("--log-format", type=log_format_name, metavar="FORMAT",
@@ -429,7 +438,11 @@ def _run(args: argparse.Namespace) -> int:
         management_port=None if args.no_management else args.management_port,
         definitions=args.definitions,
         prometheus_port=None if args.no_prometheus else args.prometheus_port,
+        management_host=args.management_host,
+        prometheus_host=args.prometheus_host,
     )
+    if args.config:
+        broker.settings.config_files = [os.path.abspath(args.config)]
     loop = _new_loop(args.loop)
     asyncio.set_event_loop(loop)
 
@@ -461,7 +474,7 @@ async def _start(broker: Any, args: argparse.Namespace) -> None:
         from .store import StoreError
 
         store_errors = (StoreError,)
-    if broker.settings.definitions_file:
+    if broker.settings.definitions_files:
         from .management.definitions import DefinitionsError
 
         store_errors += (DefinitionsError,)

@@ -14,6 +14,7 @@ or a value a key cannot take, is an error naming the file and the line.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -80,6 +81,39 @@ def text_value(text: str) -> str:
     return text
 
 
+def ip_address(text: str) -> str:
+    """An IPv4 or IPv6 address (rabbit.schema's is_ip validator)."""
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        raise ValueError(f"'{text}' is not an IP address") from None
+
+
+def readable_path(text: str) -> str:
+    """A file or directory Leveret can read (rabbit.schema's file_accessible validator)."""
+    if not os.access(text, os.R_OK):
+        why = "does not exist" if not os.path.exists(text) else "cannot be read"
+        raise ValueError(f"'{text}' {why}")
+    return text
+
+
+def import_backend(text: str) -> str:
+    """definitions.import_backend: only the local file system's (definitions.local.path)."""
+    if text not in ("local_filesystem", "local", "rabbit_definitions_import_local_filesystem"):
+        raise ValueError(f"'{text}' is not supported: Leveret reads definitions from local "
+                         "files only (local_filesystem)")
+    return text
+
+
+def _merge_paths(old: Any, key: str, value: Any) -> Any:
+    # load_definitions and management.load_definitions may both be set: RabbitMQ loads both
+    return [*(old or []), value]
+
+
+def _keep(old: Any, key: str, value: Any) -> Any:
+    return old
+
+
 def _merge_listener(old: Any, key: str, value: Any) -> Any:
     if old is not None and old != value:
         # one AMQP listener: RabbitMQ's several listeners.tcp.NAME would each be a socket
@@ -142,24 +176,25 @@ def _keys() -> list[ConfKey]:
         ConfKey("consumer_timeout", "consumer_timeout", cli.milliseconds),
         ConfKey("log.console.level", "log_level", cli.log_level_name),
         ConfKey("log.console.formatter", "log_format", cli.log_format_name),
-        # the management plugin's and rabbitmq_prometheus' ports (rabbitmq.com/docs/management,
-        # /docs/prometheus); management.listener.port is the older spelling
+        # definitions imported at boot; on a first boot they replace the default user and
+        # vhost (rabbit:maybe_insert_default_data counts all three keys)
+        ConfKey("load_definitions", "definitions", readable_path, _merge_paths),
+        ConfKey("management.load_definitions", "definitions", readable_path, _merge_paths),
+        ConfKey("definitions.local.path", "definitions", readable_path, _merge_paths),
+        ConfKey("definitions.import_backend", "definitions", import_backend, _keep),
+        # the plugins' listeners (management.listener.* is the older spelling)
         ConfKey("management.tcp.port", "management_port", cli.port_number),
+        ConfKey("management.tcp.ip", "management_host", ip_address),
         ConfKey("management.listener.port", "management_port", cli.port_number),
+        ConfKey("management.listener.ip", "management_host", ip_address),
         ConfKey("prometheus.tcp.port", "prometheus_port", cli.port_number),
-        # a definitions file imported at boot (rabbitmq.com/docs/definitions): the 3.8 key
-        # and the 3.9+ one
-        ConfKey("load_definitions", "definitions", text_value),
-        ConfKey("management.load_definitions", "definitions", text_value),
-        ConfKey("definitions.local.path", "definitions", text_value),
+        ConfKey("prometheus.tcp.ip", "prometheus_host", ip_address),
     ]
 
 
 # keys RabbitMQ accepts that have no meaning for Leveret and need no warning: where the log
 # goes is the console, always
-_SILENT = {"log.console", "log.file", "log.file.level", "log.console.formatter.json.field_map",
-           # the only import backend Leveret has, the one definitions.local.path goes with
-           "definitions.import_backend"}
+_SILENT = {"log.console", "log.file", "log.file.level", "log.console.formatter.json.field_map"}
 
 _KEY = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+|\.\\\.)*")
 

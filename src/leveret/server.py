@@ -70,6 +70,7 @@ class Server:
                          "on first boot only, as RabbitMQ does)", ", ".join(
                              repr(n) for n in s.users if n not in self.access.users))
             return
+        log.info("Will seed default virtual host and user...")  # RabbitMQ's first-boot line
         # vhosts a data dir brought back (from before users were kept) are opened to them too
         vhosts = list(s.vhosts) + [v for v in self.access.vhosts if v not in s.vhosts]
         self.access.create_defaults(list(s.users.items()), vhosts, s.default_user_tags,

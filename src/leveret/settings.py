@@ -42,13 +42,20 @@ class Settings:
     # (RabbitMQ's consumer_timeout, 30 minutes by default); None or 0: no limit
     consumer_timeout: int | None = 30 * 60 * 1000
     loop: str = "uvloop"
-    # the management HTTP API's port (0: an ephemeral one; None: no API), on ``host``
+    # the management HTTP API's port (0: an ephemeral one; None: no API), on
+    # ``management_host`` (None: ``host``); rabbitmq.conf's management.tcp.port / .ip
     management_port: int | None = None
-    # a definitions file (RabbitMQ's JSON) imported at start, as RabbitMQ's load_definitions
-    definitions_file: str | None = None
+    management_host: str | None = None
+    # definitions files or directories (RabbitMQ's JSON) imported at start, as RabbitMQ's
+    # load_definitions / management.load_definitions: on a first boot they replace the
+    # default user and vhost (rabbit:maybe_insert_default_data)
+    definitions_files: tuple[str, ...] = ()
     # the Prometheus metrics' port (rabbitmq_prometheus: 15692; 0: an ephemeral one; None: off),
-    # on ``host``; rabbitmq.conf's prometheus.tcp.port
+    # on ``prometheus_host`` (None: ``host``); rabbitmq.conf's prometheus.tcp.port / .ip
     prometheus_port: int | None = None
+    prometheus_host: str | None = None
+    # the configuration files read, as the management API's node object lists them
+    config_files: list[str] = field(default_factory=list)
 
 
 @cache

@@ -116,7 +116,7 @@ COMMANDS: dict[str, Command] = {
     "check_local_alarms": Command(health.check_local_alarms, (0, 0), "check_local_alarms",
                                   _DIAG_ONLY, "Health check that exits with a non-zero code "
                                               "if the node reports any local alarms"),
-    "check_alarms": Command(health.check_local_alarms, (0, 0), "check_alarms", _DIAG_ONLY,
+    "check_alarms": Command(health.check_alarms, (0, 0), "check_alarms", _DIAG_ONLY,
                             "Health check that exits with a non-zero code if the node reports "
                             "any alarms"),
     "listeners": Command(health.listeners, (0, 0), "listeners", _DIAG_ONLY,

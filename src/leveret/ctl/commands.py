@@ -89,7 +89,17 @@ def add_vhost(ctx: Context, name: str) -> int:
     for option in ("description", "tags", "default_queue_type"):
         if ctx.options.get(option) is not None:
             body[option] = ctx.options[option]
-    ctx.api.put(f"/vhosts/{quote(name)}", body)
+    path = f"/vhosts/{quote(name)}"
+    existed = ctx.api.get_or_none(path) is not None
+    ctx.api.put(path, body)
+    if not existed:
+        # the API gives the user who creates a vhost full permissions in it
+        # (rabbit_mgmt_wm_vhost); rabbitmqctl's add_vhost gives nobody any
+        try:
+            ctx.api.delete(f"/permissions/{quote(name)}/{quote(ctx.api.user)}")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
     return 0
 
 

@@ -70,7 +70,11 @@ def check_running(ctx: Context) -> int:
 def is_running(ctx: Context) -> int:
     node = _overview(ctx).get("node", "unknown")
     ctx.info(f"Asking node {node} for its status ...")
-    return _message(ctx, f"RabbitMQ on node {node} is fully booted and running")
+    text = f"RabbitMQ on node {node} is fully booted and running"
+    if ctx.formatter == "json":  # rabbitmq-diagnostics adds the answer
+        write_json(ctx.out, {"message": text, "result": True})
+        return 0
+    return _message(ctx, text)
 
 
 def server_version(ctx: Context) -> int:
@@ -78,7 +82,7 @@ def server_version(ctx: Context) -> int:
     ctx.info(f"Asking node {overview.get('node')} for its RabbitMQ version...")
     version = str(overview.get("rabbitmq_version", ""))
     if ctx.formatter == "json":
-        write_json(ctx.out, version)
+        write_json(ctx.out, {"result": "ok", "value": version})
     else:
         ctx.out.write(version + "\n")
     return 0
@@ -89,7 +93,8 @@ def listeners(ctx: Context) -> int:
     found = _listeners(overview)
     ctx.info(f"Asking node {overview.get('node')} to report its protocol listeners ...")
     if ctx.formatter == "json":
-        write_json(ctx.out, {"listeners": found})
+        write_json(ctx.out, {"listeners": found, "node": overview.get("node"),
+                             "result": "ok"})
         return 0
     for x in found:
         ctx.out.write(f"Interface: {x['interface']}, port: {x['port']}, protocol: "
@@ -140,15 +145,40 @@ def _alarms(node: dict[str, Any]) -> list[str]:
     return alarms
 
 
-def check_local_alarms(ctx: Context) -> int:
+# how rabbitmq-diagnostics names each alarm (RabbitMQ.CLI.Core.Alarms.alarm_lines)
+_ALARM_LINES = {"memory": "Memory alarm on node {node}",
+                "disk": "Free disk space alarm on node {node}"}
+
+
+def _check_alarms(ctx: Context, passed: str) -> int:
+    """check_local_alarms and check_alarms (one node: its alarms are all of them): exit 0
+    with ``passed``, or 69 with one line per alarm; ``{"result": "ok"}`` in JSON; nothing
+    with ``-s``."""
     overview = _overview(ctx)
     name = str(overview.get("node"))
     alarms = _alarms(_node(ctx, name))
-    ctx.info(f"Asking {name} to report any local resource alarms ...")
-    if alarms:
-        raise CtlError(EX_UNAVAILABLE, f"Node {name} reported local alarms: "
-                                       + ", ".join(alarms))
-    return _message(ctx, f"Node {name} reported no local alarms")
+    ctx.info(f"Asking node {name} to report any local resource alarms ...")
+    lines = [_ALARM_LINES[a].format(node=name) for a in alarms]
+    if ctx.formatter == "json":
+        if lines:
+            write_json(ctx.out, {"result": "error", "local": lines, "global": [],
+                                 "message": f"Node {name} reported alarms"})
+            return EX_UNAVAILABLE
+        write_json(ctx.out, {"result": "ok"})
+        return 0
+    if lines:
+        raise CtlError(EX_UNAVAILABLE, "\n".join(lines))
+    if not ctx.silent:
+        ctx.out.write(passed.format(node=name) + "\n")
+    return 0
+
+
+def check_local_alarms(ctx: Context) -> int:
+    return _check_alarms(ctx, "Node {node} reported no local alarms")
+
+
+def check_alarms(ctx: Context) -> int:
+    return _check_alarms(ctx, "Node {node} reported no alarms, local or clusterwide")
 
 
 def _integer(value: Any) -> Any:

@@ -60,6 +60,9 @@ class Listing:
     # what an unknown vhost gives: rabbitmqctl lists nothing for queues, exchanges, bindings
     # and consumers (exit 0) but refuses list_permissions (exit 65)
     vhost_must_exist: bool = False
+    # what rabbitmqctl prints for no rows, by formatter, where it is not nothing (its
+    # list_permissions is not streamed: an empty line, or [] in JSON)
+    empty: tuple[tuple[str, str], ...] = ()
 
 
 def _vhost_banner(text: str) -> Callable[[Context], list[str]]:
@@ -132,7 +135,8 @@ LISTINGS: dict[str, Listing] = {
         lambda ctx: f"/vhosts/{quote(ctx.vhost)}/permissions",
         lambda ctx: [f'Listing permissions for vhost "{ctx.vhost}" ...'],
         ("user", "configure", "write", "read"), ("user", "configure", "write", "read"),
-        takes_columns=False, vhost_must_exist=True),
+        takes_columns=False, vhost_must_exist=True,
+        empty=(("table", "\n"), ("json", "[]\n"))),
 }
 
 
@@ -163,5 +167,9 @@ def run_listing(ctx: Context, name: str, args: list[str]) -> int:
             raise CtlError(EX_DATAERR, f"Virtual host '{ctx.vhost}' does not exist",
                            bare=True) from None
         objects = []  # rabbitmqctl: an unknown vhost has nothing to list
+    empty = dict(listing.empty).get(ctx.formatter)
+    if not objects and empty is not None:
+        ctx.out.write(empty)
+        return 0
     ctx.rows(columns, [listing.row(obj) for obj in objects])
     return 0

@@ -6,8 +6,9 @@ so a file moves between Leveret and RabbitMQ both ways (``rabbitmqctl export_def
 Exported: users (with ``password_hash`` and ``hashing_algorithm``), vhosts, permissions,
 topic permissions, parameters, global parameters, policies, and the queues (not exclusive
 ones), exchanges (not the predeclared ones) and bindings between them. Imported in RabbitMQ's
-order (``rabbit_definitions``): users, vhosts, permissions, topic permissions, parameters,
-global parameters, policies, queues, exchanges, bindings. What exists already is kept; a
+order (``rabbit_definitions:apply_defs``): users, vhosts, permissions, topic permissions,
+exchanges, global parameters, policies, parameters, queues, bindings, each category logged as
+RabbitMQ logs it ("Importing concurrently 2 queues..."). What exists already is kept; a
 conflicting declaration is an error naming it, as RabbitMQ reports it.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
@@ -147,12 +149,41 @@ def _args(item: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
+# how RabbitMQ's import log lines name each category (rabbit_definitions'
+# human_readable_category_name), and whether it says "concurrently" or "sequentially"
+_CATEGORIES = {"users": "users", "vhosts": "vhosts", "permissions": "permissions",
+               "topic_permissions": "topic permissions", "exchanges": "exchanges",
+               "global_parameters": "global runtime parameters", "policies": "policies",
+               "parameters": "runtime parameters", "queues": "queues", "bindings": "bindings"}
+_SEQUENTIAL = {"global_parameters", "policies", "parameters"}
+
+
+def _importing(defs: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The items of one category, after RabbitMQ's line saying how many are imported."""
+    items = _items(defs, key)
+    if items:
+        how = "sequentially" if key in _SEQUENTIAL else "concurrently"
+        log.info("Importing %s %d %s...", how, len(items), _CATEGORIES[key])
+    return items
+
+
 def import_definitions(server: Server, defs: Any, only_vhost: str | None = None,
                        user: str | None = None) -> None:
-    """Apply ``defs`` (RabbitMQ's format) to ``server``; ``only_vhost``: a per-vhost file,
-    whose items have no ``vhost`` and go to that vhost. DefinitionsError if it cannot."""
+    """Apply ``defs`` (RabbitMQ's format) to ``server`` in RabbitMQ's order
+    (rabbit_definitions:apply_defs: users, vhosts, permissions, topic permissions, exchanges,
+    global parameters, policies, parameters, queues, bindings), logging each category as
+    RabbitMQ does; ``only_vhost``: a per-vhost file, whose items have no ``vhost`` and go to
+    that vhost. DefinitionsError if it cannot."""
     if not isinstance(defs, dict):
         raise DefinitionsError("definitions must be a JSON object")
+    if only_vhost is not None:
+        # RabbitMQ prints Erlang binaries here (~p), and no per-category counts
+        log.info('Asked to import definitions for a virtual host. Virtual host: <<"%s">>, '
+                 'acting user: <<"%s">>', only_vhost, user or "rmq-internal")
+        counted = _items
+    else:
+        counted = _importing
+
     def vhost_of(item: dict[str, Any]) -> VirtualHost:
         name = only_vhost if only_vhost is not None else _text(item, "vhost", "/")
         vhost = server.vhosts.get(name)
@@ -162,33 +193,34 @@ def import_definitions(server: Server, defs: Any, only_vhost: str | None = None,
 
     if only_vhost is None:
         _import_access(server, defs)
+    exchanges = counted(defs, "exchanges")
     params = Parameters.of(server)
-    for p in _items(defs, "parameters"):
-        vhost = vhost_of(p)
-        params.parameters[(_text(p, "component"), vhost.name, _text(p, "name"))] = p.get("value")
-    if only_vhost is None:
-        for p in _items(defs, "global_parameters"):
-            params.global_parameters[_text(p, "name")] = p.get("value")
-    for p in _items(defs, "policies"):
-        vhost = vhost_of(p)
-        try:
-            policy = policy_from(vhost.name, _text(p, "name"), p)
-        except Exception as exc:
-            raise DefinitionsError(getattr(exc, "reason", str(exc))) from None
-        params.policies[(vhost.name, policy["name"])] = policy
-    params.save()
     try:
-        for q in _items(defs, "queues"):
-            vhost_of(q).declare_queue(_text(q, "name"), None, False, _bool(q, "durable", True),
-                                      False, _bool(q, "auto_delete"), _args(q), any_name=True)
-        for x in _items(defs, "exchanges"):
+        for x in exchanges:
             name = _text(x, "name")
             if name in _PREDECLARED:
                 continue
             vhost_of(x).declare_exchange(name, _text(x, "type", "direct"), False,
                                          _bool(x, "durable", True), _bool(x, "auto_delete"),
                                          _bool(x, "internal"), _args(x))
-        for b in _items(defs, "bindings"):
+        if only_vhost is None:
+            for p in counted(defs, "global_parameters"):
+                params.global_parameters[_text(p, "name")] = p.get("value")
+        for p in counted(defs, "policies"):
+            vhost = vhost_of(p)
+            try:
+                policy = policy_from(vhost.name, _text(p, "name"), p)
+            except Exception as exc:
+                raise DefinitionsError(getattr(exc, "reason", str(exc))) from None
+            params.policies[(vhost.name, policy["name"])] = policy
+        for p in counted(defs, "parameters"):
+            vhost = vhost_of(p)
+            params.parameters[(_text(p, "component"), vhost.name, _text(p, "name"))] = \
+                p.get("value")
+        for q in counted(defs, "queues"):
+            vhost_of(q).declare_queue(_text(q, "name"), None, False, _bool(q, "durable", True),
+                                      False, _bool(q, "auto_delete"), _args(q), any_name=True)
+        for b in counted(defs, "bindings"):
             vhost = vhost_of(b)
             source = vhost.exchanges.get(_text(b, "source"))
             dtype = _text(b, "destination_type", "queue")
@@ -205,13 +237,15 @@ def import_definitions(server: Server, defs: Any, only_vhost: str | None = None,
             vhost.bind(source, dest, _text(b, "routing_key", ""), _args(b))
     except AMQPError as exc:
         raise DefinitionsError(exc.text) from None
+    finally:
+        params.save()
 
 
 def _import_access(server: Server, defs: dict[str, Any]) -> None:
-    users = _items(defs, "users")
-    vhosts = _items(defs, "vhosts")
-    permissions = _items(defs, "permissions")
-    topic_permissions = _items(defs, "topic_permissions")
+    users = _importing(defs, "users")
+    vhosts = _importing(defs, "vhosts")
+    permissions = _importing(defs, "permissions")
+    topic_permissions = _importing(defs, "topic_permissions")
     access = server.access
     try:
         for u in users:
@@ -294,15 +328,37 @@ def _post(ctx: Any, only_vhost: str | None) -> Any:
 
 
 def load_definitions_file(server: Server, path: str) -> None:
-    """``leveret --definitions FILE``: import a file at boot, as RabbitMQ's
-    ``load_definitions`` does. DefinitionsError (with the file's name) if it cannot."""
+    """``leveret --definitions PATH`` / rabbitmq.conf's ``load_definitions``: import a file,
+    or every file of a directory in name order, at boot, logging it as RabbitMQ's
+    rabbit_definitions_import_local_filesystem does. DefinitionsError (naming the file) if it
+    cannot."""
+    if os.path.isdir(path):
+        log.info("Applying definitions from directory %s", path)
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as exc:
+            raise DefinitionsError(f"cannot read definitions directory {path}: "
+                                   f"{exc.strerror}") from None
+        for name in names:
+            _load_file(server, os.path.join(path, name))
+        return
+    _load_file(server, path)
+
+
+def _load_file(server: Server, path: str) -> None:
     try:
         with open(path, encoding="utf-8") as f:
-            defs = json.load(f)
+            text = f.read()
     except OSError as exc:
         raise DefinitionsError(f"cannot read definitions file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise DefinitionsError(f"definitions file {path} is not UTF-8 text") from None
+    log.info("Applying definitions from file at '%s'", path)
+    try:
+        defs = json.loads(text)
     except ValueError as exc:
         raise DefinitionsError(f"definitions file {path} is not JSON: {exc}") from None
+    log.info("Asked to import definitions. Acting user: rmq-internal")
     try:
         import_definitions(server, defs)
     except DefinitionsError as exc:

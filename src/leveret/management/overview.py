@@ -233,8 +233,8 @@ def node_json(ctx: Context) -> dict[str, Any]:
         # RabbitMQ 3.13+ (rabbitmqadmin 2 requires it): a single node is never drained
         "being_drained": False,
         "contexts": _contexts(ctx),
-        "config_files": [],
-        "log_files": [],
+        "config_files": list(server.settings.config_files),
+        "log_files": ["<stdout>"],  # RabbitMQ's name for its console log
         "db_dir": server.settings.data_dir or "",
     }
     for name in _ERLANG_NODE_STATS:  # the Erlang VM's own figures: none here
