@@ -57,6 +57,9 @@ COMPILED_MODULES = (
     "leveret.message",
     "leveret.queue",
     "leveret.channel",
+    "leveret.connection",
+    "leveret.exchange",
+    "leveret.vhost",
 )
 
 

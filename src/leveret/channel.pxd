@@ -2,14 +2,18 @@
 # body, ack, nack, reject) and delivery are C-level calls between the compiled connection,
 # channel and queue; the rare methods stay Python methods looked up in _HANDLERS.
 
+from leveret.connection cimport AMQPConnection
+from leveret.exchange cimport Exchange
 from leveret.message cimport Message
 from leveret.queue cimport Consumer, Queue
+from leveret.vhost cimport VirtualHost
 
 
 cdef class Channel:
-    cdef public object conn
+    cdef public AMQPConnection conn
     cdef public int id
-    cdef public object vhost, authz
+    cdef public VirtualHost vhost
+    cdef public object authz
     cdef public dict publish_allowed
     cdef public bint open, closing
     cdef public dict consumers
@@ -38,7 +42,7 @@ cdef class Channel:
     cpdef on_header(self, tuple ev)
     cpdef on_body(self, tuple ev)
     cdef _complete(self, bytes body)
-    cpdef publish(self, object exchange, Message msg, bint mandatory)
+    cpdef publish(self, Exchange exchange, Message msg, bint mandatory)
     cpdef flush_confirms(self, bytearray out)
     cdef list _settle(self, object tag, bint multiple)
     cpdef on_ack(self, tuple ev)

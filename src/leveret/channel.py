@@ -34,7 +34,7 @@ from .queue_args import parse_expiration
 from .sender_selected import apply as apply_sender_selected
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .connection import AMQPConnection
     from .vhost import VirtualHost
 
 _encode_deliver = frames.encode_deliver
@@ -50,7 +50,7 @@ _EXPECTED_HEADER = "expected content header for class 60, got non content header
 class Channel:
     """Channel state of one connection (AMQP 0-9-1 section 2.2.5)."""
 
-    def __init__(self, connection: Connection, channel_id: int) -> None:
+    def __init__(self, connection: AMQPConnection, channel_id: int) -> None:
         self.conn = connection
         self.id = channel_id
         vhost = connection.vhost

@@ -92,8 +92,9 @@ SERVER_CAPABILITIES: FieldTable = {
 }
 
 
-class Connection(asyncio.BufferedProtocol):
-    """The AMQP 0-9-1 server side of one TCP connection."""
+class AMQPConnection:
+    """The AMQP 0-9-1 server side of one TCP connection: everything but being an asyncio
+    protocol (``Connection`` below), so that it compiles to a C struct (connection.pxd)."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -846,6 +847,11 @@ class Connection(asyncio.BufferedProtocol):
             self._abort_if_open()
             return
         self.close_with_error(CONNECTION_FORCED, text)
+
+
+class Connection(AMQPConnection, asyncio.BufferedProtocol):
+    """The AMQP 0-9-1 server side of one TCP connection: the protocol the event loop drives
+    (asyncio's loop wants a BufferedProtocol; uvloop's takes any object with get_buffer)."""
 
 
 def server_properties(cluster_name: str) -> FieldTable:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .settings import node_name
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .connection import AMQPConnection
 
 log = logging.getLogger("leveret.memory")
 
@@ -25,7 +25,7 @@ class MemoryMonitor:
     def __init__(self, limit: int = 0) -> None:
         self.limit = limit  # bytes; 0 = no limit
         self.used = 0
-        self.blocked: set[Connection] = set()
+        self.blocked: set[AMQPConnection] = set()
         self._release_scheduled = False
         self._alarm_on = False  # logged as set, not yet as cleared
 
@@ -33,7 +33,7 @@ class MemoryMonitor:
     def alarm(self) -> bool:
         return bool(self.limit) and self.used > self.limit
 
-    def block(self, conn: Connection) -> None:
+    def block(self, conn: AMQPConnection) -> None:
         if conn not in self.blocked:
             if not self._alarm_on:
                 self._alarm_on = True
@@ -60,7 +60,7 @@ class MemoryMonitor:
             for conn in blocked:
                 conn.unblock()
 
-    def forget(self, conn: Connection) -> None:
+    def forget(self, conn: AMQPConnection) -> None:
         self.blocked.discard(conn)
         if not self.blocked:
             self.check_release()  # queues only check while someone is blocked

@@ -4,6 +4,7 @@
 
 from leveret.channel cimport Channel
 from leveret.message cimport Message, QueueEntry
+from leveret.vhost cimport VirtualHost
 
 
 cdef class Consumer:
@@ -19,7 +20,8 @@ cdef class Consumer:
 
 
 cdef class Queue:
-    cdef public object vhost, name, exclusive_owner, arguments, options, ready
+    cdef public VirtualHost vhost
+    cdef public object name, exclusive_owner, arguments, options, ready
     cdef public bint durable, auto_delete, deleted
     cdef public long long ready_bytes, unacked
     cdef public list consumers

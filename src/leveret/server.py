@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .auth import Access
-from .connection import Connection
+from .connection import AMQPConnection, Connection
 from .counters import GlobalCounters
 from .memory import MemoryMonitor
 from .settings import Settings
@@ -47,7 +47,7 @@ class Server:
         self.loop = loop
         self.store: Store | None = None  # set by store.attach_store with a data dir
         self.vhosts: dict[str, VirtualHost] = {}
-        self.connections: set[Connection] = set()
+        self.connections: set[AMQPConnection] = set()
         self.memory = MemoryMonitor(settings.memory_high_watermark)
         self._listener: asyncio.base_events.Server | None = None
         self.listeners: list[Listener] = []  # every socket listening, AMQP first
@@ -130,10 +130,10 @@ class Server:
         """A number for a new connection, unique in this broker (its ``<0.N.0>`` in logs)."""
         return next(self._connection_numbers)
 
-    def connection_opened(self, conn: Connection) -> None:
+    def connection_opened(self, conn: AMQPConnection) -> None:
         self.counters.connection_created += 1
 
-    def connection_gone(self, conn: Connection) -> None:
+    def connection_gone(self, conn: AMQPConnection) -> None:
         if conn.vhost is not None:
             self.counters.connection_closed += 1
 

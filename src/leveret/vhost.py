@@ -21,7 +21,6 @@ from .memory import MemoryMonitor
 from .permissions import CONFIGURE, READ, WRITE
 from .queue import Queue
 from .queue_args import amqp_type_name, queue_type
-from .queue_types import new_queue, parse_declare
 from .stream_args import is_stream
 
 if TYPE_CHECKING:
@@ -79,6 +78,10 @@ class VirtualHost:
         self.memory = memory if memory is not None else MemoryMonitor()
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        # imported here, not at the top: queue_types imports the queue types (quorum, stream),
+        # which import queue, which (compiled) imports this module's type as it loads
+        from .queue_types import new_queue
+
         self.queue_factory: Callable[..., Queue] = new_queue
         # direct reply-to: each channel's reply consumer by its address (direct_reply.py)
         self.reply_consumers: dict[str, ReplyConsumer] = {}
@@ -316,6 +319,8 @@ class VirtualHost:
         if authz is not None and isinstance(dlx, (str, bytes)):
             authz.check(READ, "queue", name)
             authz.check(WRITE, "exchange", _text(dlx))
+        from .queue_types import parse_declare  # see __init__
+
         options = parse_declare(arguments, name, self.name, durable, exclusive, auto_delete)
         q = self.queue_factory(
             self, name, durable, owner if exclusive else None, auto_delete, arguments, options

@@ -15,7 +15,7 @@ from .http import HTTPError, Response
 
 if TYPE_CHECKING:
     from ..channel import Channel
-    from ..connection import Connection
+    from ..connection import AMQPConnection as Connection
 
 
 def _split(address: Any) -> tuple[str, int]:

@@ -34,7 +34,7 @@ from .http import HTTPProtocol, Request, Response
 
 if TYPE_CHECKING:
     from ..channel import Channel
-    from ..connection import Connection
+    from ..connection import AMQPConnection as Connection
     from ..queue import Queue
     from ..server import Server
 

@@ -18,7 +18,7 @@ from time import monotonic, time
 from typing import TYPE_CHECKING
 
 from ..message import Entry, QueueEntry
-from ..queue import ReadyList
+from ..ready import ReadyList
 
 if TYPE_CHECKING:
     from ..queue import Queue

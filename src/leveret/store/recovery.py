@@ -17,7 +17,7 @@ import time
 from array import array
 from typing import TYPE_CHECKING
 
-from ..queue import PriorityReady
+from ..ready import PriorityReady
 from .definitions import fsync_dir
 from .paging import BATCH, PagedReadyList, enqueued_since
 from .records import past_damage, read_marks, short

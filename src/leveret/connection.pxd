@@ -1,0 +1,43 @@
+# Compiled layout of connection.py (Cython's pure-Python mode): the read loop, frame dispatch
+# and output of AMQPConnection are C-level; Connection, its asyncio protocol subclass, adds
+# nothing but the base class asyncio's own loop checks for.
+
+from leveret.channel cimport Channel
+
+
+cdef class AMQPConnection:
+    cdef public object server, settings, loop, transport
+    cdef public int state
+    cdef public bytearray buf
+    cdef public object view
+    cdef public Py_ssize_t start, end
+    cdef public bint _grow, _yielded
+    cdef public bytearray out
+    cdef public bint writable, _flush_scheduled
+    cdef public set _confirm_channels
+    cdef public Py_ssize_t frame_max
+    cdef public object channel_max, heartbeat
+    cdef public dict channels
+    cdef public set closing_channels
+    cdef public object vhost
+    cdef public str user
+    cdef public object authz
+    cdef public dict client_properties
+    cdef public set exclusive_queues
+    cdef public str peer, local
+    cdef public object number, pid
+    cdef public bint _accepted_logged, _close_logged
+    cdef public double last_read
+    cdef public bint _wrote_since_tick
+    cdef public object _heartbeat_handle, _handshake_timer, _close_timer
+    cdef public bint blocked
+    cdef public object closed
+    cdef public double connected_at
+    cdef public long long recv_oct, recv_cnt, send_oct, send_cnt
+    cdef dict __dict__
+
+    cdef void _read_slice(self) except *
+    cdef void _handle_events(self, list events) except *
+    cpdef want_flush(self)
+    cpdef want_confirm_flush(self, Channel channel)
+    cpdef check_user_id(self, object msg)
