@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aio_pika
 import aio_pika.patterns
+import aiormq
 import pika
 import pika.exceptions
 import pytest
@@ -271,6 +272,35 @@ def test_close_names_the_offending_method(target, case, sends, expected):
     assert (channel, close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         channel_no, code, text.format(vhost=target.vhost), class_id, method_id)
     client.close()
+
+
+# ---------------------------------------------------------------- channel_max
+
+
+def test_channel_max_limits_open_channels_not_their_numbers(target):
+    """aiormq's test_bad_channel opens channel 65535 on a connection tuned to 2047 channels:
+    RabbitMQ counts the open channels (rabbit_reader:create_channel), so any number is fine
+    until channel_max of them are open; the next channel.open closes the connection."""
+    client = RawClient(target.host, target.port)
+    client.handshake(vhost=target.vhost, channel_max=2)
+    client.open_channel(65535)
+    client.open_channel(3000)
+    client.send_method(7, spec.Channel.Open())
+    channel, close = first_close(client)
+    assert (channel, close.reply_code, close.reply_text, close.class_id, close.method_id) == (
+        0, 530, "NOT_ALLOWED - number of channels opened (2) has reached the negotiated "
+                "channel_max (2)", 0, 0)
+    client.close()
+
+
+async def test_aiormq_opens_the_highest_channel_number(target):
+    conn = await aiormq.connect(target.url)
+    try:
+        channel = await conn.channel(65535)
+        declared = await channel.queue_declare(exclusive=True)
+        assert declared.queue.startswith("amq.gen-")
+    finally:
+        await conn.close()
 
 
 # ---------------------------------------------------------------- server properties

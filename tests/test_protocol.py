@@ -327,14 +327,6 @@ def test_connection_close_handshake(broker):
     client.recv_until(spec.Connection.CloseOk)
 
 
-@pytest.mark.leveret_only  # RabbitMQ 3.10 does not enforce it; later versions close with 530
-def test_channel_max_exceeded(broker):
-    client = raw(broker)
-    client.handshake()
-    client.send_method(2048, spec.Channel.Open())
-    _expect_connection_close(client, 530)
-
-
 # ---------------------------------------------------------------- messaging path
 
 

@@ -717,9 +717,13 @@ class Connection(asyncio.BufferedProtocol):
         self.closing_channels.discard(ch_id)
 
     def _open_channel(self, ch_id: int) -> None:
-        if ch_id > self.channel_max:
-            raise ConnectionError_(NOT_ALLOWED, f"channel number {ch_id} exceeds channel_max "
-                                                f"{self.channel_max}")
+        # RabbitMQ limits how many channels are open, not their numbers: any number up to
+        # 65535 may be opened while fewer than channel_max are (rabbit_reader:create_channel)
+        if self.channel_max and len(self.channels) >= self.channel_max:
+            raise ConnectionError_(NOT_ALLOWED, f"number of channels opened "
+                                                f"({len(self.channels)}) has reached the "
+                                                f"negotiated channel_max ({self.channel_max})",
+                                   (0, 0))
         self.channels[ch_id] = Channel(self, ch_id)
         self.server.counters.channel_created += 1
         self.send_method(ch_id, spec.Channel.OpenOk())
