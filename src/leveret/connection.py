@@ -19,6 +19,7 @@ from pamqp import commands as spec
 from pamqp.commands import INDEX_MAPPING
 
 from . import RABBITMQ_VERSION, __version__, frames, methods
+from .addresses import endpoint
 from .channel import Channel
 from .errors import (
     ACCESS_REFUSED,
@@ -147,10 +148,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        local = transport.get_extra_info("sockname")
-        self.local = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else str(local)
+        self.peer = endpoint(transport.get_extra_info("peername"))
+        self.local = endpoint(transport.get_extra_info("sockname"))
         self.server.connections.add(self)
         # a client that never finishes the handshake is dropped (RabbitMQ: handshake_timeout 10s)
         self._handshake_timer = self.loop.call_later(
