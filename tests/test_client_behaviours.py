@@ -293,6 +293,40 @@ def test_channel_max_limits_open_channels_not_their_numbers(target):
     client.close()
 
 
+@pytest.mark.parametrize("channel_max, frame_max, text", [
+    (0, 131072, "negotiated channel_max = 0 (no limit) is higher than the maximum allowed "
+                "value (2047)"),
+    (2047, 0, "negotiated frame_max = 0 is higher than the maximum allowed value (131072)"),
+    (2047, 4095, "negotiated frame_max = 4095 is lower than the minimum allowed value (4096)"),
+])
+def test_tune_ok_without_limits_is_refused(target, channel_max, frame_max, text):
+    """0 in tune-ok means "no limit", which a server with a limit refuses
+    (rabbit_reader:validate_negotiated_integer_value). RabbitMQ drops the socket without
+    saying why; Leveret sends its text in a connection.close first. Either way no
+    connection.open-ok comes."""
+    client = RawClient(target.host, target.port)
+    client.send(b"AMQP\x00\x00\x09\x01")
+    client.recv_until(spec.Connection.Start)
+    client.send_method(0, spec.Connection.StartOk(
+        client_properties={}, mechanism="PLAIN", response="\0guest\0guest", locale="en_US"))
+    client.recv_until(spec.Connection.Tune)
+    client.send_method(0, spec.Connection.TuneOk(channel_max=channel_max, frame_max=frame_max,
+                                                 heartbeat=0))
+    client.send_method(0, spec.Connection.Open(virtual_host=target.vhost))
+    frames = []
+    try:
+        while True:
+            frames.append(client.recv_frame()[1])
+    except (EOFError, ConnectionResetError):
+        pass
+    client.close()
+    assert not any(isinstance(f, spec.Connection.OpenOk) for f in frames)
+    if not target.is_rabbitmq:
+        close = frames[0]
+        assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
+            530, f"NOT_ALLOWED - {text}", 10, 30)
+
+
 async def test_aiormq_opens_the_highest_channel_number(target):
     conn = await aiormq.connect(target.url)
     try:

@@ -497,16 +497,10 @@ class Connection(asyncio.BufferedProtocol):
 
     def _on_tune_ok(self, m: spec.Connection.TuneOk) -> None:
         s = self.settings
+        _check_negotiated("frame_max", m.frame_max, s.frame_max, frames.FRAME_MIN_SIZE)
+        _check_negotiated("channel_max", m.channel_max, s.channel_max, 1)
         frame_max = m.frame_max or s.frame_max
-        if frame_max > s.frame_max:
-            raise ConnectionError_(NOT_ALLOWED, f"frame_max={frame_max} > {s.frame_max} max size")
-        if frame_max < frames.FRAME_MIN_SIZE:
-            raise ConnectionError_(NOT_ALLOWED, f"frame_max={frame_max} < "
-                                                f"{frames.FRAME_MIN_SIZE} min size")
         channel_max = m.channel_max or s.channel_max
-        if channel_max > s.channel_max:
-            raise ConnectionError_(NOT_ALLOWED, f"channel_max={channel_max} > "
-                                                f"{s.channel_max} max channels")
         self.frame_max = frame_max
         self.channel_max = channel_max
         self.heartbeat = m.heartbeat
@@ -877,6 +871,19 @@ def _method_name(ev: tuple) -> str:
 def _name_of(class_id: int, method_id: int) -> str:
     method: Any = INDEX_MAPPING.get(class_id << 16 | method_id)
     return method.name.lower() if method is not None else "none"
+
+
+def _check_negotiated(field: str, client: int, server: int, minimum: int) -> None:
+    """RabbitMQ's rabbit_reader:validate_negotiated_integer_value: a tune-ok value below the
+    minimum, or 0 ("no limit") or above the server's when the server has a limit, is refused
+    (530 naming connection.tune; RabbitMQ closes the socket without saying why, Leveret says)."""
+    if client and client < minimum:
+        raise ConnectionError_(NOT_ALLOWED, f"negotiated {field} = {client} is lower than the "
+                                            f"minimum allowed value ({minimum})", (10, 30))
+    if server and (client == 0 or client > server):
+        detail = " (no limit)" if field == "channel_max" and client == 0 else ""
+        raise ConnectionError_(NOT_ALLOWED, f"negotiated {field} = {client}{detail} is higher "
+                               f"than the maximum allowed value ({server})", (10, 30))
 
 
 def _method_ids(ev: tuple) -> tuple[int, int]:
