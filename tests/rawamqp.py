@@ -62,7 +62,8 @@ class RawClient:
             data += chunk
 
     def handshake(self, user: str = "guest", password: str = "guest", vhost: str = "/",
-                  heartbeat: int = 0, frame_max: int = 131072) -> spec.Connection.Start:
+                  heartbeat: int = 0, frame_max: int = 131072,
+                  channel_max: int | None = None) -> spec.Connection.Start:
         self.send(PROTOCOL_HEADER)
         _, start = self.recv_until(spec.Connection.Start)
         self.send_method(0, spec.Connection.StartOk(
@@ -71,7 +72,9 @@ class RawClient:
                                                 "consumer_cancel_notify": True}},
             mechanism="PLAIN", response=f"\0{user}\0{password}", locale="en_US"))
         _, tune = self.recv_until(spec.Connection.Tune)
-        self.send_method(0, spec.Connection.TuneOk(channel_max=tune.channel_max,
+        if channel_max is None:
+            channel_max = tune.channel_max
+        self.send_method(0, spec.Connection.TuneOk(channel_max=channel_max,
                                                    frame_max=frame_max, heartbeat=heartbeat))
         self.send_method(0, spec.Connection.Open(virtual_host=vhost))
         self.recv_until(spec.Connection.OpenOk)

@@ -15,6 +15,8 @@ import pytest
 from _proc import STARTED, LeveretProcess
 from conftest import free_port
 
+from apiclient import API
+
 
 def start(*args: str, env: dict[str, str] | None = None) -> tuple[LeveretProcess, int]:
     proc = LeveretProcess(*args, env=env).started()
@@ -51,6 +53,43 @@ def test_port_0_listens_on_a_free_port_and_says_which():
         assert port != 0
         pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{port}/")
                                 ).close()
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_default_listener_takes_ipv4_and_ipv6_with_rabbitmqs_names():
+    """Without --host Leveret listens as RabbitMQ's bare-port listener does, on [::] dual-stack:
+    amqplib's `amqp://[::1]` test (and Node's `localhost`, which may resolve to ::1 first)
+    reach it. Connections are named as RabbitMQ names them (checked on the local RabbitMQ):
+    an IPv4 client as plain IPv4, not ::ffff:127.0.0.1, an IPv6 one in brackets."""
+    api_port = free_port()
+    with LeveretProcess("--management-port", str(api_port), host=None) as proc:
+        line = proc.wait_for(r".*started TCP listener on .*")
+        assert line.endswith(f"started TCP listener on [::]:{proc.port}")
+        proc.started()
+        names = {}
+        for family, host in (("v4", "127.0.0.1"), ("v6", "[::1]")):
+            params = pika.URLParameters(f"amqp://guest:guest@{host}:{proc.port}/")
+            params.client_properties = {"connection_name": family}
+            conn = pika.BlockingConnection(params)
+            local = conn._impl._transport._sock.getsockname()  # the client's own end
+            names[family] = (f"{host}:{local[1]} -> {host}:{proc.port}", conn)
+        for name, _conn in names.values():
+            proc.wait_for(rf".*accepting AMQP connection <0\.\d+\.0> \({re.escape(name)}\)")
+        api = API(f"http://127.0.0.1:{api_port}")
+        listed = {c["client_properties"]["connection_name"]: (c["name"], c["peer_host"])
+                  for c in api.json("GET", "/api/connections")}
+        assert listed == {"v4": (names["v4"][0], "127.0.0.1"), "v6": (names["v6"][0], "::1")}
+        for _, conn in names.values():
+            conn.close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

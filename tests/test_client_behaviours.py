@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aio_pika
 import aio_pika.patterns
+import aiormq
 import pika
 import pika.exceptions
 import pytest
@@ -271,6 +272,69 @@ def test_close_names_the_offending_method(target, case, sends, expected):
     assert (channel, close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         channel_no, code, text.format(vhost=target.vhost), class_id, method_id)
     client.close()
+
+
+# ---------------------------------------------------------------- channel_max
+
+
+def test_channel_max_limits_open_channels_not_their_numbers(target):
+    """aiormq's test_bad_channel opens channel 65535 on a connection tuned to 2047 channels:
+    RabbitMQ counts the open channels (rabbit_reader:create_channel), so any number is fine
+    until channel_max of them are open; the next channel.open closes the connection."""
+    client = RawClient(target.host, target.port)
+    client.handshake(vhost=target.vhost, channel_max=2)
+    client.open_channel(65535)
+    client.open_channel(3000)
+    client.send_method(7, spec.Channel.Open())
+    channel, close = first_close(client)
+    assert (channel, close.reply_code, close.reply_text, close.class_id, close.method_id) == (
+        0, 530, "NOT_ALLOWED - number of channels opened (2) has reached the negotiated "
+                "channel_max (2)", 0, 0)
+    client.close()
+
+
+@pytest.mark.parametrize("channel_max, frame_max, text", [
+    (0, 131072, "negotiated channel_max = 0 (no limit) is higher than the maximum allowed "
+                "value (2047)"),
+    (2047, 0, "negotiated frame_max = 0 is higher than the maximum allowed value (131072)"),
+    (2047, 4095, "negotiated frame_max = 4095 is lower than the minimum allowed value (4096)"),
+])
+def test_tune_ok_without_limits_is_refused(target, channel_max, frame_max, text):
+    """0 in tune-ok means "no limit", which a server with a limit refuses
+    (rabbit_reader:validate_negotiated_integer_value). RabbitMQ drops the socket without
+    saying why; Leveret sends its text in a connection.close first. Either way no
+    connection.open-ok comes."""
+    client = RawClient(target.host, target.port)
+    client.send(b"AMQP\x00\x00\x09\x01")
+    client.recv_until(spec.Connection.Start)
+    client.send_method(0, spec.Connection.StartOk(
+        client_properties={}, mechanism="PLAIN", response="\0guest\0guest", locale="en_US"))
+    client.recv_until(spec.Connection.Tune)
+    client.send_method(0, spec.Connection.TuneOk(channel_max=channel_max, frame_max=frame_max,
+                                                 heartbeat=0))
+    client.send_method(0, spec.Connection.Open(virtual_host=target.vhost))
+    frames = []
+    try:
+        while True:
+            frames.append(client.recv_frame()[1])
+    except (EOFError, ConnectionResetError):
+        pass
+    client.close()
+    assert not any(isinstance(f, spec.Connection.OpenOk) for f in frames)
+    if not target.is_rabbitmq:
+        close = frames[0]
+        assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
+            530, f"NOT_ALLOWED - {text}", 10, 30)
+
+
+async def test_aiormq_opens_the_highest_channel_number(target):
+    conn = await aiormq.connect(target.url)
+    try:
+        channel = await conn.channel(65535)
+        declared = await channel.queue_declare(exclusive=True)
+        assert declared.queue.startswith("amq.gen-")
+    finally:
+        await conn.close()
 
 
 # ---------------------------------------------------------------- server properties

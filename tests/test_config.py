@@ -95,8 +95,9 @@ def test_listener_as_a_bare_port_and_json_logs(tmp_path):
     conf = write_conf(tmp_path, f"listeners.tcp.default = {port}\n"
                                 "log.console.formatter = json\n")
     with LeveretProcess("--config", conf, port=None, host=None) as proc:
-        line = proc.wait_for(r'\{.*"msg": "started TCP listener on 0\.0\.0\.0:\d+".*')
-        assert line.endswith(f'0.0.0.0:{port}", "pid": "<0.0.0>", "logger": "leveret"}}')
+        # a bare port is every address, IPv4 and IPv6, as RabbitMQ logs it
+        line = proc.wait_for(r'\{.*"msg": "started TCP listener on .*')
+        assert line.endswith(f'[::]:{port}", "pid": "<0.0.0>", "logger": "leveret"}}')
         proc.started()
         pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{port}/")
                                 ).close()

@@ -134,7 +134,7 @@ def log_format_name(text: str) -> str:
 # ---------------------------------------------------------------------- arguments
 
 DEFAULTS: dict[str, Any] = {
-    "host": "0.0.0.0",
+    "host": "",  # every address, IPv4 and IPv6 ([::] dual-stack), as RabbitMQ listens
     "port": 5672,
     "user": "guest",
     "password": "guest",
@@ -185,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", metavar="FILE",
                    help="a rabbitmq.conf file (env RABBITMQ_CONFIG_FILE)")
-    p.add_argument("--host", help="address to listen on (env RABBITMQ_NODE_IP_ADDRESS, "
-                                  "default 0.0.0.0)")
+    p.add_argument("--host", help="address to listen on (env RABBITMQ_NODE_IP_ADDRESS; "
+                                  "default: every address, IPv4 and IPv6, as RabbitMQ)")
     p.add_argument("--port", type=port_number,
                    help="port to listen on (env RABBITMQ_NODE_PORT, default 5672)")
     p.add_argument("--user", help="default user (env RABBITMQ_DEFAULT_USER, default guest)")
@@ -483,7 +483,7 @@ async def _start(broker: Any, args: argparse.Namespace) -> None:
     except store_errors as exc:
         raise StartupError(str(exc)) from None
     except OSError as exc:
-        where = f"{args.host}:{args.port}"
+        where = _address(args.host or "::", args.port)
         if getattr(exc, "what", ""):  # broker.ListenError: the management API's port
             where = f"{exc.host}:{exc.port} ({exc.what} API)"  # type: ignore[attr-defined]
         if exc.errno == errno.EADDRINUSE:

@@ -19,6 +19,7 @@ from pamqp import commands as spec
 from pamqp.commands import INDEX_MAPPING
 
 from . import RABBITMQ_VERSION, __version__, frames, methods
+from .addresses import endpoint
 from .channel import Channel
 from .errors import (
     ACCESS_REFUSED,
@@ -148,10 +149,8 @@ class AMQPConnection:
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        local = transport.get_extra_info("sockname")
-        self.local = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else str(local)
+        self.peer = endpoint(transport.get_extra_info("peername"))
+        self.local = endpoint(transport.get_extra_info("sockname"))
         self.server.connections.add(self)
         # a client that never finishes the handshake is dropped (RabbitMQ: handshake_timeout 10s)
         self._handshake_timer = self.loop.call_later(
@@ -499,16 +498,10 @@ class AMQPConnection:
 
     def _on_tune_ok(self, m: spec.Connection.TuneOk) -> None:
         s = self.settings
+        _check_negotiated("frame_max", m.frame_max, s.frame_max, frames.FRAME_MIN_SIZE)
+        _check_negotiated("channel_max", m.channel_max, s.channel_max, 1)
         frame_max = m.frame_max or s.frame_max
-        if frame_max > s.frame_max:
-            raise ConnectionError_(NOT_ALLOWED, f"frame_max={frame_max} > {s.frame_max} max size")
-        if frame_max < frames.FRAME_MIN_SIZE:
-            raise ConnectionError_(NOT_ALLOWED, f"frame_max={frame_max} < "
-                                                f"{frames.FRAME_MIN_SIZE} min size")
         channel_max = m.channel_max or s.channel_max
-        if channel_max > s.channel_max:
-            raise ConnectionError_(NOT_ALLOWED, f"channel_max={channel_max} > "
-                                                f"{s.channel_max} max channels")
         self.frame_max = frame_max
         self.channel_max = channel_max
         self.heartbeat = m.heartbeat
@@ -718,9 +711,13 @@ class AMQPConnection:
         self.closing_channels.discard(ch_id)
 
     def _open_channel(self, ch_id: int) -> None:
-        if ch_id > self.channel_max:
-            raise ConnectionError_(NOT_ALLOWED, f"channel number {ch_id} exceeds channel_max "
-                                                f"{self.channel_max}")
+        # RabbitMQ limits how many channels are open, not their numbers: any number up to
+        # 65535 may be opened while fewer than channel_max are (rabbit_reader:create_channel)
+        if self.channel_max and len(self.channels) >= self.channel_max:
+            raise ConnectionError_(NOT_ALLOWED, f"number of channels opened "
+                                                f"({len(self.channels)}) has reached the "
+                                                f"negotiated channel_max ({self.channel_max})",
+                                   (0, 0))
         self.channels[ch_id] = Channel(self, ch_id)
         self.server.counters.channel_created += 1
         self.send_method(ch_id, spec.Channel.OpenOk())
@@ -880,6 +877,19 @@ def _method_name(ev: tuple) -> str:
 def _name_of(class_id: int, method_id: int) -> str:
     method: Any = INDEX_MAPPING.get(class_id << 16 | method_id)
     return method.name.lower() if method is not None else "none"
+
+
+def _check_negotiated(field: str, client: int, server: int, minimum: int) -> None:
+    """RabbitMQ's rabbit_reader:validate_negotiated_integer_value: a tune-ok value below the
+    minimum, or 0 ("no limit") or above the server's when the server has a limit, is refused
+    (530 naming connection.tune; RabbitMQ closes the socket without saying why, Leveret says)."""
+    if client and client < minimum:
+        raise ConnectionError_(NOT_ALLOWED, f"negotiated {field} = {client} is lower than the "
+                                            f"minimum allowed value ({minimum})", (10, 30))
+    if server and (client == 0 or client > server):
+        detail = " (no limit)" if field == "channel_max" and client == 0 else ""
+        raise ConnectionError_(NOT_ALLOWED, f"negotiated {field} = {client}{detail} is higher "
+                               f"than the maximum allowed value ({server})", (10, 30))
 
 
 def _method_ids(ev: tuple) -> tuple[int, int]:

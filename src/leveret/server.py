@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import socket
@@ -200,7 +201,10 @@ class Server:
 
 
 def _bound_socket(host: str, port: int) -> socket.socket | None:
-    """A socket bound to ``host`` if it is a numeric IPv4 or IPv6 address, else None."""
+    """A socket bound to ``host`` if it is a numeric IPv4 or IPv6 address or "" (every
+    address), else None."""
+    if host == "":
+        return _every_address_socket(port)
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, host)
@@ -217,3 +221,36 @@ def _bound_socket(host: str, port: int) -> socket.socket | None:
             raise
         return sock
     return None
+
+
+def _every_address_socket(port: int) -> socket.socket:
+    """Every address, IPv4 and IPv6: RabbitMQ's listener given as a bare port
+    (``listeners.tcp.default = 5672``) listens on ``[::]`` dual-stack, so a client whose
+    ``localhost`` resolves to ::1 first (Node.js 17+) reaches it too. IPv4 only on a machine
+    without IPv6."""
+    if socket.has_ipv6:
+        try:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        except OSError:
+            pass
+        else:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.bind(("::", port))
+                return sock
+            except OSError as exc:
+                sock.close()
+                if exc.errno == errno.EADDRINUSE:
+                    raise
+            except BaseException:
+                sock.close()
+                raise
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from ..addresses import endpoint, host_text
 from .app import Context, not_found
 from .format import details, jsonable, millis, node_name, reply_list, timestamp
 from .http import HTTPError, Response
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 def _split(address: Any) -> tuple[str, int]:
     if isinstance(address, tuple) and len(address) >= 2:
-        return str(address[0]), int(address[1])
+        return host_text(str(address[0])), int(address[1])
     return "", 0
 
 
@@ -34,7 +35,7 @@ def _ends(conn: Connection) -> tuple[tuple[str, int], tuple[str, int]]:
 
 def connection_name(conn: Connection) -> str:
     (phost, pport), (host, port) = _ends(conn)
-    return f"{phost}:{pport} -> {host}:{port}"
+    return f"{endpoint((phost, pport))} -> {endpoint((host, port))}"
 
 
 def connection_json(conn: Connection, api: Any) -> dict[str, Any]:
