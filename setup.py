@@ -15,7 +15,7 @@ SRC = HERE / "src"
 # the data plane, compiled from its Python source in Cython's pure-Python mode (a .pxd beside
 # each .py types it); the same list as leveret._speedups.COMPILED_MODULES
 PURE_MODE = ("leveret.message", "leveret.queue", "leveret.channel", "leveret.connection",
-             "leveret.exchange", "leveret.vhost")
+             "leveret.exchange", "leveret.vhost", "leveret.confirms", "leveret.ack_timeout")
 
 
 def extensions() -> list:

@@ -60,6 +60,8 @@ COMPILED_MODULES = (
     "leveret.connection",
     "leveret.exchange",
     "leveret.vhost",
+    "leveret.confirms",
+    "leveret.ack_timeout",
 )
 
 

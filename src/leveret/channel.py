@@ -27,7 +27,7 @@ from .errors import (
     ConnectionError_,
 )
 from .exchange import Exchange
-from .message import Entry, Message
+from .message import Entry, Message, message_of, redelivered_of
 from .permissions import CONFIGURE, READ, WRITE, Authorizer
 from .queue import Consumer, Queue
 from .queue_args import parse_expiration
@@ -107,7 +107,8 @@ class Channel:
         return not self.prefetch_channel or self.unacked < self.prefetch_channel
 
     def deliver(self, consumer: Consumer, queue: Queue, entry: Entry) -> None:
-        msg = entry.message
+        msg = message_of(entry)
+        redelivered = redelivered_of(entry)
         if consumer.no_ack:
             tag = self.tags.next_tag()
             self.stat_deliver_no_ack += 1
@@ -117,10 +118,10 @@ class Channel:
             if self.ack_timeouts.idle:
                 self.ack_timeouts.start(queue)
             self.stat_deliver += 1
-        if entry.redelivered:
+        if redelivered:
             self.stat_redeliver += 1
         conn = self.conn
-        _encode_deliver(conn.out, self.id, consumer.tag, tag, entry.redelivered, msg.exchange,
+        _encode_deliver(conn.out, self.id, consumer.tag, tag, redelivered, msg.exchange,
                         msg.routing_key, msg.raw_props, msg.body, conn.frame_max)
         conn.want_flush()
 
@@ -267,7 +268,13 @@ class Channel:
         exchange.stat_publish_out += 1
         rejected = False
         for q in queues:
-            if not q.push(msg, self, seq):
+            # a queue, or a direct reply-to consumer (direct_reply.ReplyConsumer)
+            if isinstance(q, Queue):
+                queue = q
+                pushed = queue.push(msg, self, seq)
+            else:
+                pushed = q.push(msg, self, seq)
+            if not pushed:
                 rejected = True
         if confirms is not None:
             if rejected:

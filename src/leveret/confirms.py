@@ -51,7 +51,7 @@ class Confirms:
         start = self.sent_upto
         self.confirmed += limit - start
         if self.nacked:
-            for seq in sorted(s for s in self.nacked if s <= limit):
+            for seq in sorted([s for s in self.nacked if s <= limit]):
                 self.nacked.discard(seq)
                 if seq - 1 > start:
                     out.append((True, seq - 1, seq - 1 > start + 1))

@@ -2,7 +2,15 @@
 # and output of AMQPConnection are C-level; Connection, its asyncio protocol subclass, adds
 # nothing but the base class asyncio's own loop checks for.
 
+cimport cython
+
 from leveret.channel cimport Channel
+
+# states and event kinds as C ints (the module does not export them)
+cdef int _AWAIT_HEADER, _AWAIT_START_OK, _AWAIT_TUNE_OK, _AWAIT_OPEN, _OPEN, _CLOSING, _CLOSED
+cdef int EV_ACK, EV_BODY, EV_ERROR, EV_HEADER, EV_HEARTBEAT, EV_METHOD, EV_NACK, EV_PUBLISH
+cdef int EV_REJECT
+cdef Py_ssize_t READ_BUDGET, _BUF_MIN, _BUF_BUSY
 
 
 cdef class AMQPConnection:
@@ -36,7 +44,9 @@ cdef class AMQPConnection:
     cdef public long long recv_oct, recv_cnt, send_oct, send_cnt
     cdef dict __dict__
 
+    @cython.locals(start=Py_ssize_t, end=Py_ssize_t, limit=Py_ssize_t, whole=Py_ssize_t)
     cdef void _read_slice(self) except *
+    @cython.locals(ch=Channel, kind=int, ch_id=int, ev=tuple)
     cdef void _handle_events(self, list events) except *
     cpdef want_flush(self)
     cpdef want_confirm_flush(self, Channel channel)

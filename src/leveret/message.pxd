@@ -25,3 +25,6 @@ cdef class QueueEntry:
 
 cdef _Extra _more(Message message)
 cpdef object claim(Message message, long long seq)
+cpdef Message message_of(object entry)
+cpdef bint redelivered_of(object entry) except -1
+cpdef object ttl_of(Message message)

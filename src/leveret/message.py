@@ -189,3 +189,24 @@ class QueueEntry:
 
 # what a queue holds: a message in its first queue (``claim``), a QueueEntry elsewhere
 Entry = Message | QueueEntry
+
+
+def message_of(entry: Entry) -> Message:
+    """The message of an entry (``entry.message``, without a Python attribute lookup when
+    compiled)."""
+    if isinstance(entry, Message):
+        return entry
+    return cython.cast(QueueEntry, entry).message
+
+
+def ttl_of(message: Message) -> int | None:
+    """``message.ttl``, without a Python attribute lookup when compiled."""
+    extra = message._extra
+    return None if extra is None else extra.ttl
+
+
+def redelivered_of(entry: Entry) -> bool:
+    """``entry.redelivered``, without a Python attribute lookup when compiled."""
+    if isinstance(entry, Message):
+        return entry.redelivered
+    return cython.cast(QueueEntry, entry).redelivered

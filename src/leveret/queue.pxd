@@ -2,8 +2,11 @@
 # type's subclass (quorum.py, stream.py) calls or overrides are cpdef; the rest of the plain
 # path is cdef.
 
+cimport cython
+
 from leveret.channel cimport Channel
-from leveret.message cimport Message, QueueEntry
+from leveret.message cimport (Message, QueueEntry, claim, message_of, redelivered_of,
+                              ttl_of)
 from leveret.vhost cimport VirtualHost
 
 
@@ -35,14 +38,20 @@ cdef class Queue:
     cdef public long long stat_get_no_ack, stat_get_empty, stat_redeliver, stat_ack
     cdef dict __dict__
 
+    @cython.locals(size=Py_ssize_t, consumer=Consumer)
     cpdef bint push(self, Message message, object publisher=*, long long seq=*) except -1
     cdef bint _push_with_features(self, Message message, object publisher=*, long long seq=*) except -1
     cpdef bint _full(self) except -1
+    @cython.locals(size=Py_ssize_t)
     cpdef object _pop_ready(self)
+    @cython.locals(size=Py_ssize_t)
     cdef void _left_ready(self, object entry) except *
     cdef void _expire_head(self) except *
+    @cython.locals(consumers=list, n=Py_ssize_t, start=Py_ssize_t, i=Py_ssize_t, c=Consumer,
+                   first=Consumer, best=Consumer, best_i=Py_ssize_t)
     cdef Consumer _pick_consumer(self)
     cdef void _hand_over(self, Consumer consumer, object entry) except *
+    @cython.locals(consumer=Consumer)
     cpdef dispatch(self)
     cpdef settled(self, object entry)
     cpdef acked(self, object entry, Consumer consumer)

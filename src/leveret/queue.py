@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .deadletter import dead_letter
 from .errors import ACCESS_REFUSED, PRECONDITION_FAILED, ChannelError
-from .message import Entry, Message, QueueEntry, claim
+from .message import Entry, Message, QueueEntry, claim, message_of, redelivered_of, ttl_of
 from .queue_args import QueueOptions, parse_queue_arguments
 from .ready import PriorityReady, ReadyList
 
@@ -201,7 +201,7 @@ class Queue:
 
         ``publisher`` and ``seq`` identify the publish for a confirm that must wait for disk.
         """
-        if self._plain and message.ttl is None:
+        if self._plain and ttl_of(message) is None:
             self.stat_publish += 1
             self._seq += 1
             entry = claim(message, self._seq)  # the message itself, in its first queue
@@ -297,7 +297,7 @@ class Queue:
     def _pop_ready(self) -> Entry:
         entry = self.ready.popleft()
         # _left_ready inlined: this is on the delivery hot path
-        size = len(entry.message.body)
+        size = len(message_of(entry).body)
         self.ready_bytes -= size
         memory = self.memory
         memory.used -= size
@@ -306,7 +306,7 @@ class Queue:
         return entry
 
     def _left_ready(self, entry: Entry) -> None:
-        size = len(entry.message.body)
+        size = len(message_of(entry).body)
         self.ready_bytes -= size
         memory = self.memory
         memory.used -= size
@@ -410,7 +410,7 @@ class Queue:
         return best
 
     def _hand_over(self, consumer: Consumer, entry: Entry) -> None:
-        if entry.redelivered:
+        if redelivered_of(entry):
             self.stat_redeliver += 1
         if not consumer.no_ack:
             self.unacked += 1
@@ -530,7 +530,7 @@ class Queue:
         ready = self.ready
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
             entry.redelivered = True
-            size = len(entry.message.body)
+            size = len(message_of(entry).body)
             self.ready_bytes += size
             self.memory.used += size
             ready.restore(entry)
