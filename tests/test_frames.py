@@ -593,6 +593,23 @@ def test_encode_deliver_matches_pamqp(codec, ch, ctag, tag, redelivered, exchang
 
 
 @FAST
+@given(channels, short_text, tags, st.booleans(), names, short_text, properties,
+       st.integers(0, 2**64 - 1))
+def test_encode_deliver_head_matches_pamqp(codec, ch, ctag, tag, redelivered, exchange, rk,
+                                           props, body_size):
+    """basic.deliver and the content header alone (a large body's frames are written from the
+    message by the connection): what encode_deliver writes before the first body frame."""
+    p = spec.Basic.Properties(**props)
+    out = bytearray(b"prefix")
+    codec.encode_deliver_head(out, ch, ctag, tag, redelivered, exchange, rk, p.marshal(),
+                              body_size)
+    deliver = spec.Basic.Deliver(consumer_tag=ctag, delivery_tag=tag, redelivered=redelivered,
+                                 exchange=exchange, routing_key=rk)
+    assert bytes(out) == b"prefix" + pframe.marshal(deliver, ch) + pframe.marshal(
+        pheader.ContentHeader(0, body_size, p), ch)
+
+
+@FAST
 @given(channels, tags, st.booleans(), names, short_text, st.integers(0, 2**32 - 1), properties,
        st.binary(max_size=5000))
 def test_encode_get_ok_matches_pamqp(codec, ch, tag, redelivered, exchange, rk, count, props,

@@ -27,6 +27,7 @@ cdef extern from "Python.h":
 
 __all__ = [
     "split_frames", "decode_properties", "encode_properties", "encode_table", "encode_deliver",
+    "encode_deliver_head",
     "encode_get_ok", "encode_return", "encode_ack", "encode_nack", "encode_heartbeat",
     "HEARTBEAT_FRAME", "FrameError",
 ]
@@ -593,20 +594,18 @@ cdef inline Py_ssize_t _chunk(Py_ssize_t frame_max, Py_ssize_t nbody) except -1:
     return nbody if nbody else 1
 
 
-def encode_deliver(bytearray out, uint16_t channel, consumer_tag, uint64_t delivery_tag,
-                   bint redelivered, exchange, routing_key, raw_props, body,
-                   Py_ssize_t frame_max):
-    """Append basic.deliver + content header + body frames to ``out``."""
+cdef unsigned char* _put_deliver(bytearray out, uint16_t channel, object consumer_tag,
+                                 uint64_t delivery_tag, bint redelivered, object exchange,
+                                 object routing_key, Py_ssize_t extra) except NULL:
+    """Append the basic.deliver method frame and room for ``extra`` more bytes; returns
+    where those begin."""
     consumer_tag, exchange, routing_key = _name(consumer_tag), _name(exchange), _name(routing_key)
-    cdef bytes props = _blob(raw_props), data = _blob(body)
     cdef Py_ssize_t nt, ne, nr
     cdef const char* t = _short(consumer_tag, &nt)
     cdef const char* e = _short(exchange, &ne)
     cdef const char* r = _short(routing_key, &nr)
     cdef Py_ssize_t args = 1 + nt + 8 + 1 + 1 + ne + 1 + nr
-    cdef Py_ssize_t chunk = _chunk(frame_max, PyBytes_GET_SIZE(data))
-    cdef unsigned char* w = _grow(out, 8 + 4 + args + _content_size(
-        PyBytes_GET_SIZE(props), PyBytes_GET_SIZE(data), chunk))
+    cdef unsigned char* w = _grow(out, 8 + 4 + args + extra)
     w[0] = 1
     wr16(w + 1, channel)
     wr32(w + 3, <uint32_t>(4 + args))
@@ -617,7 +616,39 @@ def encode_deliver(bytearray out, uint16_t channel, consumer_tag, uint64_t deliv
     w = _put_short(w + 9, e, ne)
     w = _put_short(w, r, nr)
     w[0] = FRAME_END
-    _put_content(w + 1, channel, props, data, chunk)
+    return w + 1
+
+
+def encode_deliver(bytearray out, uint16_t channel, consumer_tag, uint64_t delivery_tag,
+                   bint redelivered, exchange, routing_key, raw_props, body,
+                   Py_ssize_t frame_max):
+    """Append basic.deliver + content header + body frames to ``out``."""
+    cdef bytes props = _blob(raw_props), data = _blob(body)
+    cdef Py_ssize_t chunk = _chunk(frame_max, PyBytes_GET_SIZE(data))
+    cdef unsigned char* w = _put_deliver(
+        out, channel, consumer_tag, delivery_tag, redelivered, exchange, routing_key,
+        _content_size(PyBytes_GET_SIZE(props), PyBytes_GET_SIZE(data), chunk))
+    _put_content(w, channel, props, data, chunk)
+
+
+def encode_deliver_head(bytearray out, uint16_t channel, consumer_tag, uint64_t delivery_tag,
+                        bint redelivered, exchange, routing_key, raw_props,
+                        uint64_t body_size):
+    """Append basic.deliver + the content header of a ``body_size``-byte body to ``out``; the
+    body frames are the caller's (a large body is written from the message itself)."""
+    cdef bytes props = _blob(raw_props)
+    cdef Py_ssize_t nprops = PyBytes_GET_SIZE(props)
+    cdef unsigned char* w = _put_deliver(
+        out, channel, consumer_tag, delivery_tag, redelivered, exchange, routing_key,
+        20 + nprops)
+    w[0] = 2
+    wr16(w + 1, channel)
+    wr32(w + 3, <uint32_t>(12 + nprops))
+    wr16(w + 7, 60)
+    wr16(w + 9, 0)
+    wr64(w + 11, body_size)
+    memcpy(w + 19, PyBytes_AS_STRING(props), nprops)
+    w[19 + nprops] = FRAME_END
 
 
 def encode_get_ok(bytearray out, uint16_t channel, uint64_t delivery_tag, bint redelivered,

@@ -53,6 +53,7 @@ __all__ = [
     "decode_properties",
     "encode_properties",
     "encode_deliver",
+    "encode_deliver_head",
     "encode_get_ok",
     "encode_return",
     "encode_ack",
@@ -406,11 +407,15 @@ def encode_properties(props: dict[str, Any]) -> bytes:
     return _U16.pack(flags) + b"".join(parts)
 
 
-def _content(out: bytearray, channel: int, raw_props: bytes, body: bytes, frame_max: int) -> None:
+def _content_header(out: bytearray, channel: int, raw_props: bytes, body_size: int) -> None:
     out += _FRAME_HEAD.pack(FRAME_HEADER, channel, 12 + len(raw_props))
-    out += _HEADER_HEAD.pack(60, 0, len(body))
+    out += _HEADER_HEAD.pack(60, 0, body_size)
     out += raw_props
     out.append(FRAME_END)
+
+
+def _content(out: bytearray, channel: int, raw_props: bytes, body: bytes, frame_max: int) -> None:
+    _content_header(out, channel, raw_props, len(body))
     chunk = (frame_max - 8) if frame_max else len(body) or 1
     mv = memoryview(body)
     for off in range(0, len(body), chunk):
@@ -446,15 +451,38 @@ def encode_deliver(
 ) -> None:
     """Append basic.deliver + content header + body frames to ``out``."""
     _check_frame_max(frame_max)
-    args = (
+    _method(out, channel, BASIC_DELIVER, _deliver_args(consumer_tag, delivery_tag, redelivered,
+                                                      exchange, routing_key))
+    _content(out, channel, raw_props, body, frame_max)
+
+
+def _deliver_args(consumer_tag: str, delivery_tag: int, redelivered: bool, exchange: str,
+                  routing_key: str) -> bytes:
+    return (
         _shortstr(consumer_tag)
         + _U64.pack(delivery_tag)
         + (b"\x01" if redelivered else b"\x00")
         + _shortstr(exchange)
         + _shortstr(routing_key)
     )
-    _method(out, channel, BASIC_DELIVER, args)
-    _content(out, channel, raw_props, body, frame_max)
+
+
+def encode_deliver_head(
+    out: bytearray,
+    channel: int,
+    consumer_tag: str,
+    delivery_tag: int,
+    redelivered: bool,
+    exchange: str,
+    routing_key: str,
+    raw_props: bytes,
+    body_size: int,
+) -> None:
+    """Append basic.deliver + the content header of a ``body_size``-byte body to ``out``; the
+    body frames are the caller's (a large body is written from the message itself)."""
+    _method(out, channel, BASIC_DELIVER, _deliver_args(consumer_tag, delivery_tag, redelivered,
+                                                      exchange, routing_key))
+    _content_header(out, channel, bytes(raw_props), body_size)
 
 
 def encode_get_ok(

@@ -13,6 +13,9 @@ from leveret.queue cimport Consumer, Queue
 from leveret.vhost cimport VirtualHost
 
 
+cdef Py_ssize_t LARGE_BODY
+
+
 cdef class Channel:
     cdef public AMQPConnection conn
     cdef public int id
@@ -41,7 +44,7 @@ cdef class Channel:
     cdef dict __dict__
 
     cpdef bint can_deliver(self) except -1
-    @cython.locals(msg=Message, redelivered=bint, conn=AMQPConnection)
+    @cython.locals(msg=Message, redelivered=bint, conn=AMQPConnection, body=bytes)
     cpdef deliver(self, Consumer consumer, Queue queue, object entry)
     cpdef send(self, object method)
     cpdef on_publish(self, tuple ev)

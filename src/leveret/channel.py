@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from .vhost import VirtualHost
 
 _encode_deliver = frames.encode_deliver
+_encode_deliver_head = frames.encode_deliver_head
+# bodies at least this large are written to the socket from the message (no copy): below it,
+# copying into the output buffer costs less than another piece in the write
+LARGE_BODY = 16384
 
 _REPLY_QUEUE = direct_reply.REPLY_QUEUE.encode()
 # RabbitMQ's ?MAX_MSG_SIZE: the most max_message_size may be
@@ -121,8 +125,14 @@ class Channel:
         if redelivered:
             self.stat_redeliver += 1
         conn = self.conn
-        _encode_deliver(conn.out, self.id, consumer.tag, tag, redelivered, msg.exchange,
-                        msg.routing_key, msg.raw_props, msg.body, conn.frame_max)
+        body = msg.body
+        if len(body) < LARGE_BODY:
+            _encode_deliver(conn.out, self.id, consumer.tag, tag, redelivered, msg.exchange,
+                            msg.routing_key, msg.raw_props, body, conn.frame_max)
+        else:  # the body goes out from the message itself: no copy into the output buffer
+            _encode_deliver_head(conn.out, self.id, consumer.tag, tag, redelivered,
+                                 msg.exchange, msg.routing_key, msg.raw_props, len(body))
+            conn.write_body(self.id, body)
         conn.want_flush()
 
     def consumer_cancelled_by_server(self, consumer: Consumer) -> None:

@@ -21,6 +21,7 @@ cdef class AMQPConnection:
     cdef public Py_ssize_t start, end
     cdef public bint _grow, _yielded
     cdef public bytearray out
+    cdef public list _pieces
     cdef public bint writable, _flush_scheduled
     cdef public set _confirm_channels
     cdef public Py_ssize_t frame_max
@@ -49,5 +50,8 @@ cdef class AMQPConnection:
     @cython.locals(ch=Channel, kind=int, ch_id=int, ev=tuple)
     cdef void _handle_events(self, list events) except *
     cpdef want_flush(self)
+    @cython.locals(chunk=Py_ssize_t, size=Py_ssize_t, off=Py_ssize_t, n=Py_ssize_t,
+                   out=bytearray)
+    cpdef write_body(self, int channel_id, bytes body)
     cpdef want_confirm_flush(self, Channel channel)
     cpdef check_user_id(self, object msg)

@@ -74,6 +74,7 @@ _BUF_BUSY = 65536
 # is about a millisecond of work.
 READ_BUDGET = 16384
 _FRAME_SIZE = struct.Struct(">I")
+_BODY_FRAME_HEAD = struct.Struct(">BHI")  # frame type, channel, size
 
 # connection states
 _AWAIT_HEADER, _AWAIT_START_OK, _AWAIT_TUNE_OK, _AWAIT_OPEN, _OPEN, _CLOSING, _CLOSED = range(7)
@@ -110,6 +111,9 @@ class AMQPConnection:
         self._grow = False  # the last read filled the buffer: offer more room next time
         self._yielded = False  # bytes beyond READ_BUDGET wait for the next loop turn
         self.out = bytearray()
+        # what goes out before ``out``: earlier output buffers and the large bodies between
+        # them, written from the messages themselves (write_body), all in one writelines
+        self._pieces: list[Any] = []
         self.writable = True
         self._flush_scheduled = False
         self._confirm_channels: set[Channel] = set()
@@ -375,14 +379,42 @@ class AMQPConnection:
             chans, self._confirm_channels = self._confirm_channels, set()
             for ch in chans:
                 ch.flush_confirms(self.out)
-        if self.out and self.transport is not None and not self.transport.is_closing():
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.out.clear()
+            self._pieces = []
+            return
+        if self._pieces:
+            pieces = self._pieces
+            pieces.append(self.out)
+            self._pieces = []
+            self.out = bytearray()
+            for piece in pieces:
+                self.send_oct += len(piece)
+            self.send_cnt += 1
+            transport.writelines(pieces)  # one writev: the bodies are not copied
+            self._wrote_since_tick = True
+        elif self.out:
             data, self.out = self.out, bytearray()
             self.send_oct += len(data)
             self.send_cnt += 1
-            self.transport.write(data)
+            transport.write(data)
             self._wrote_since_tick = True
-        elif self.out and (self.transport is None or self.transport.is_closing()):
-            self.out.clear()
+
+    def write_body(self, channel_id: int, body: bytes) -> None:
+        """The body frames of a large message: their headers go to ``out``, the body itself is
+        handed to the transport as it is, sliced by frame_max, not copied."""
+        chunk = self.frame_max - 8
+        size = len(body)
+        view = memoryview(body)
+        out = self.out
+        for off in range(0, size, chunk):
+            n = min(chunk, size - off)
+            out += _BODY_FRAME_HEAD.pack(3, channel_id, n)
+            self._pieces.append(out)
+            self._pieces.append(body if n == size else view[off : off + n])
+            out = bytearray(b"\xce")
+        self.out = out
 
     def send_method(self, channel_id: int, method: object) -> None:
         frames.encode_method(self.out, channel_id, method)

@@ -22,6 +22,7 @@ split_frames = _impl.split_frames
 decode_properties = _impl.decode_properties
 encode_properties = _impl.encode_properties
 encode_deliver = _impl.encode_deliver
+encode_deliver_head = _impl.encode_deliver_head
 encode_get_ok = _impl.encode_get_ok
 encode_return = _impl.encode_return
 encode_ack = _impl.encode_ack
