@@ -359,6 +359,23 @@ def test_split_at_every_offset(codec, stream):
         assert end == len(raw) and first + rest == whole
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame_streams(max_body=40), st.integers(1, 200))
+def test_a_budget_stops_before_the_frame_that_starts_past_it(codec, stream, budget):
+    """split_frames(..., budget): every frame that starts within ``budget`` bytes is decoded
+    whole, none after; the rest decodes from where it stopped, nothing lost or repeated."""
+    _, raw = stream
+    ends = frame_ends(raw)
+    whole, _ = split(codec, raw)
+    starts = [0] + ends[:-1]
+    events, pos = codec.split_frames(raw, 0, len(raw), FRAME_MAX, budget)
+    taken = [s for s in starts if s < budget]
+    assert events == whole[: len(taken)]
+    assert pos == (ends[len(taken) - 1] if taken else 0)
+    rest, end = codec.split_frames(raw, pos, len(raw), FRAME_MAX)
+    assert end == len(raw) and events + rest == whole
+
+
 @FAST
 @given(frame_streams())
 def test_compiled_and_pure_agree(stream):

@@ -457,8 +457,10 @@ cdef object _method_event(int channel, const unsigned char* p, Py_ssize_t size):
     return (_EV_METHOD, channel, index, PyBytes_FromStringAndSize(<const char*>(p + 4), size - 4))
 
 
-def split_frames(buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t frame_max):
-    """Decode every complete frame in ``buf[start:end]``; see ``_frames_common``.
+def split_frames(buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t frame_max,
+                 Py_ssize_t budget=0):
+    """Decode every complete frame in ``buf[start:end]``, none that starts ``budget`` bytes
+    or more after ``start`` (0: no budget); see ``_frames_common`` and the pure twin.
 
     Returns ``(events, consumed_up_to)``.
     """
@@ -471,7 +473,8 @@ def split_frames(buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t frame_max):
     cdef Py_ssize_t size
     cdef int ftype, channel
     cdef const unsigned char* p
-    while end - pos >= 7:
+    cdef Py_ssize_t stop = start + budget if budget > 0 else end
+    while end - pos >= 7 and pos < stop:
         p = base + pos
         ftype = p[0]
         channel = rd16(p + 1)

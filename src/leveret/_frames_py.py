@@ -269,19 +269,24 @@ def _no_trailing(r: _Reader, what: str) -> None:
         raise FrameError(FRAME_ERROR, f"cannot decode {what}: trailing bytes")
 
 
-def split_frames(buf: Any, start: int, end: int, frame_max: int) -> tuple[list[tuple], int]:
+def split_frames(buf: Any, start: int, end: int, frame_max: int,
+                 budget: int = 0) -> tuple[list[tuple], int]:
     """Decode every complete frame in ``buf[start:end]``.
 
     Returns ``(events, consumed_up_to)``: the offset of the first byte not consumed, which is
     the start of a partial frame (normal) or of the bad frame after an ``EV_ERROR`` event.
     ``frame_max`` bounds the whole frame including its 8 bytes of framing; 0 means no bound.
+    ``budget`` (bytes, 0: none): no frame starting ``budget`` bytes or more after ``start`` is
+    decoded (a frame that starts before is decoded whole), so ``consumed_up_to`` may be the
+    start of a complete frame.
     """
     events: list[tuple] = []
     mv = memoryview(buf)
     if start < 0 or start > end or end > mv.nbytes:
         raise ValueError("start/end outside the buffer")
     pos = start
-    while end - pos >= 7:
+    stop = start + budget if budget > 0 else end
+    while end - pos >= 7 and pos < stop:
         ftype, channel, size = _FRAME_HEAD.unpack_from(mv, pos)
         if frame_max and size + 8 > frame_max:
             text = f"frame size {size + 8} exceeds frame_max {frame_max}"

@@ -45,7 +45,7 @@ cdef class AMQPConnection:
     cdef public long long recv_oct, recv_cnt, send_oct, send_cnt
     cdef dict __dict__
 
-    @cython.locals(start=Py_ssize_t, end=Py_ssize_t, limit=Py_ssize_t, whole=Py_ssize_t)
+    @cython.locals(start=Py_ssize_t, end=Py_ssize_t, more=bint)
     cdef void _read_slice(self) except *
     @cython.locals(ch=Channel, kind=int, ch_id=int, ev=tuple)
     cdef void _handle_events(self, list events) except *
@@ -55,3 +55,6 @@ cdef class AMQPConnection:
     cpdef write_body(self, int channel_id, bytes body)
     cpdef want_confirm_flush(self, Channel channel)
     cpdef check_user_id(self, object msg)
+
+
+cdef bint _frame_at(bytearray buf, Py_ssize_t pos, Py_ssize_t end) except -1

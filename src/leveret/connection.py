@@ -302,22 +302,20 @@ class AMQPConnection:
                 self._resize(_BUF_MIN)  # a small read drained the socket: traffic is light
 
     def _read_slice(self) -> None:
-        """Handle the complete frames among the next READ_BUDGET bytes (or the one frame that
-        is bigger); if more bytes wait, stop reading and handle them next loop turn."""
+        """Handle the complete frames that start within the next READ_BUDGET bytes; if more
+        complete frames wait, stop reading and handle them next loop turn (a partial frame
+        only waits for the next read)."""
         start, end = self.start, self.end
-        limit = end
+        more = False
         try:
             if self.state == _AWAIT_HEADER:
                 self._log_accepted()
                 if not self._read_protocol_header():
                     return
                 start = self.start
-            if end - start > READ_BUDGET:
-                limit = start + READ_BUDGET
-                if end - start >= 7:
-                    whole = start + 8 + _FRAME_SIZE.unpack_from(self.buf, start + 3)[0]
-                    limit = min(max(limit, whole), end)
-            events, self.start = frames.split_frames(self.buf, start, limit, self.frame_max)
+            events, self.start = frames.split_frames(self.buf, start, end, self.frame_max,
+                                                     READ_BUDGET)
+            more = _frame_at(self.buf, self.start, end)
             if events:
                 self._handle_events(events)
         except ConnectionError_ as exc:
@@ -330,7 +328,7 @@ class AMQPConnection:
                           self._log_ids(), extra=self._log_fields())
             self.close_with_error(INTERNAL_ERROR, "internal error")
         transport = self.transport
-        if (limit < end and not self._yielded and self.state != _CLOSED
+        if (more and not self._yielded and self.state < _CLOSING
                 and transport is not None and not transport.is_closing()):
             self._yielded = True
             transport.pause_reading()
@@ -881,6 +879,11 @@ class AMQPConnection:
 class Connection(AMQPConnection, asyncio.BufferedProtocol):
     """The AMQP 0-9-1 server side of one TCP connection: the protocol the event loop drives
     (asyncio's loop wants a BufferedProtocol; uvloop's takes any object with get_buffer)."""
+
+
+def _frame_at(buf: bytearray, pos: int, end: int) -> bool:
+    """Does a whole frame start at ``buf[pos]`` (within ``end``)?"""
+    return end - pos >= 7 and pos + 8 + _FRAME_SIZE.unpack_from(buf, pos + 3)[0] <= end
 
 
 def server_properties(cluster_name: str) -> FieldTable:
