@@ -75,19 +75,6 @@ class CountingTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return self.closing
 
-    def check(self) -> None:
-        """Every message published so far reached its consumers: nothing waits in a queue,
-        nothing is out for acknowledgement, and each consumer was written to."""
-        for name, queue in self.server.vhosts["/"].queues.items():
-            if queue.message_count or queue.unacked:
-                raise RuntimeError(f"{name}: {queue.message_count} ready, "
-                                   f"{queue.unacked} unacked: the harness is broken")
-        for c in self.consumers:
-            transport = c.transport
-            assert isinstance(transport, CountingTransport)
-            if transport.written < 20 * BATCH * self.sc.size:
-                raise RuntimeError("a consumer got less than the bodies published")
-
     def close(self) -> None:
         self.closing = True
 
