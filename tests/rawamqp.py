@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import select
 import socket
 from typing import Any
 
+from pamqp import body as pbody
 from pamqp import commands as spec
 from pamqp import frame as pframe
+from pamqp import header as pheader
 from pamqp import heartbeat as pheartbeat
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -87,3 +90,45 @@ class RawClient:
 
 def heartbeat_frame() -> bytes:
     return pheartbeat.Heartbeat().marshal()
+
+
+def blocked_capable_publisher(host: str, port: int) -> RawClient:
+    """A logged-in client with channel 1 open that declared the connection.blocked capability."""
+    client = RawClient(host, port)
+    client.send(PROTOCOL_HEADER)
+    client.recv_until(spec.Connection.Start)
+    client.send_method(0, spec.Connection.StartOk(
+        client_properties={"capabilities": {"connection.blocked": True}},
+        mechanism="PLAIN", response="\0guest\0guest", locale="en_US"))
+    client.recv_until(spec.Connection.Tune)
+    client.send_method(0, spec.Connection.TuneOk(channel_max=10, frame_max=131072,
+                                                 heartbeat=0))
+    client.send_method(0, spec.Connection.Open(virtual_host="/"))
+    client.recv_until(spec.Connection.OpenOk)
+    client.open_channel(1)
+    return client
+
+
+def publish_frames(queue: str, body: bytes) -> bytes:
+    """basic.publish to the default exchange on channel 1, with its header and body."""
+    return (pframe.marshal(spec.Basic.Publish(exchange="", routing_key=queue), 1)
+            + pframe.marshal(pheader.ContentHeader(0, len(body), spec.Basic.Properties()), 1)
+            + pframe.marshal(pbody.ContentBody(body), 1))
+
+
+def flood_until_the_broker_speaks(client: RawClient, queue: str, body: bytes,
+                                  most: int = 20_000) -> tuple[int, bytes]:
+    """Publish ``body`` to ``queue`` over and over, never blocking in a send (once the broker
+    stops reading, a blocking send would not return), until the broker sends something (a
+    connection.blocked). Returns (messages begun, the unsent rest of the last one)."""
+    sent, pending = 0, b""
+    while True:
+        readable, writable, _ = select.select([client.sock], [client.sock], [], 10)
+        if readable or client.buf:
+            return sent, pending
+        assert writable, "neither readable nor writable for 10 s"
+        if not pending:
+            pending = publish_frames(queue, body)
+            sent += 1
+            assert sent < most, f"the broker said nothing after {most} messages"
+        pending = pending[client.sock.send(pending):]

@@ -21,6 +21,8 @@ from _proc import STARTED, LeveretProcess, console_script
 from conftest import free_port
 from ctl_helpers import Run, leveret_ctl_path, rabbitmq_diagnostics, rabbitmq_tools_work, run
 
+from rawamqp import blocked_capable_publisher, flood_until_the_broker_speaks
+
 NODE = re.compile(r"\b(?:leveret|rabbit)@[\w-]+")
 LISTENER = re.compile(r"Interface: (\S+), port: (\d+), protocol: (\S+), purpose: (.*)")
 
@@ -169,14 +171,16 @@ def test_status_names_the_config_file(links, tmp_path):
 
 
 def test_memory_alarm_fails_the_alarm_checks_until_it_clears(links):
-    broker = Running("--memory-high-watermark", "1000")
+    """A real memory alarm: the broker's RSS past an 80 MiB watermark after a flood nobody
+    consumes, cleared when a purge gives the memory back."""
+    broker = Running("--memory-high-watermark", "80MiB")
     with broker.proc as proc:
         proc.started()
         conn = pika.BlockingConnection(pika.URLParameters(broker.amqp))
         ch = conn.channel()
         ch.queue_declare("fill")
-        for _ in range(3):
-            ch.basic_publish("", "fill", b"x" * 600)
+        pub = blocked_capable_publisher("127.0.0.1", proc.port)
+        flood_until_the_broker_speaks(pub, "fill", b"x" * 65536)  # connection.blocked
         start = proc.lines.index(proc.wait_for(r".*memory resource limit alarm set.*"))
         name = NODE.search(proc.lines[start]).group(0)  # type: ignore[union-attr]
         for check in ("check_local_alarms", "check_alarms"):
@@ -190,11 +194,10 @@ def test_memory_alarm_fails_the_alarm_checks_until_it_clears(links):
                                            "global": [], "message": f"Node {name} reported "
                                                                     "alarms"}
         assert "Alarms\n\nmemory\n" in ctl(links, broker.url, "-q", "status").out
-        drain = pika.BlockingConnection(pika.URLParameters(broker.amqp)).channel()
-        while drain.basic_get("fill", auto_ack=True)[0] is not None:
-            pass
+        ch.queue_purge("fill")
         proc.wait_for(r".*memory resource limit alarm cleared.*", start=start)
         assert diagnostics(links, broker.url, "-q", "check_local_alarms").code == 0
+        pub.close()
         conn.close()
 
 

@@ -541,7 +541,8 @@ def _vhost_of(connection) -> str:
 def test_memory_high_watermark_blocks_publishers():
     from leveret import Broker
 
-    with Broker.in_thread(memory_high_watermark=1000) as broker:
+    with Broker.in_thread(memory_high_watermark=1000,
+                          memory_calculation_strategy="queued") as broker:
         blocked, unblocked = [], []
         params = pika.URLParameters(broker.url)
         pub = pika.BlockingConnection(params)

@@ -1,4 +1,6 @@
-"""The memory high watermark (rabbitmq.com/docs/memory, /docs/connection-blocked).
+"""The memory high watermark (rabbitmq.com/docs/memory, /docs/connection-blocked), with the
+``queued`` memory calculation strategy, which makes it deterministic (test_resource_alarms.py
+has the default, the process's RSS).
 
 Above ``memory_high_watermark`` bytes of queued message bodies, a connection that publishes is
 blocked: it gets connection.blocked if it declared that capability, and nothing more is read
@@ -31,7 +33,7 @@ LIMIT = 1000
 
 @pytest.fixture
 def small_broker() -> Iterator[ThreadedBroker]:
-    with Broker.in_thread(memory_high_watermark=LIMIT) as b:
+    with Broker.in_thread(memory_high_watermark=LIMIT, memory_calculation_strategy="queued") as b:
         yield b
 
 
@@ -193,7 +195,8 @@ def test_blocked_connection_survives_its_heartbeat_timeout(small_broker):
 
 
 async def test_aio_pika_publish_waits_for_unblock():
-    async with Broker(memory_high_watermark=LIMIT) as broker:
+    async with Broker(memory_high_watermark=LIMIT,
+                      memory_calculation_strategy="queued") as broker:
         pub = await aio_pika.connect(broker.url)
         cons = await aio_pika.connect(broker.url)
         async with pub, cons:

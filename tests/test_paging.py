@@ -288,7 +288,8 @@ def test_messages_on_disk_do_not_count_against_the_memory_watermark(tmp_path):
     """The watermark sees what is in memory: a long durable queue past the budget does not
     block its publishers, while the same bytes in a transient queue do."""
     watermark = 4 * BUDGET
-    with paged_broker(tmp_path, memory_high_watermark=watermark) as broker:
+    with paged_broker(tmp_path, memory_high_watermark=watermark,
+                      memory_calculation_strategy="queued") as broker:
         # blocked for 10 s, pika gives up with an error instead of waiting for ever
         conn = pika.BlockingConnection(pika.URLParameters(
             broker.url + "?blocked_connection_timeout=10"))

@@ -106,8 +106,15 @@ class Broker:
     port), ``user``/``password``/``vhost`` (the default user and vhost, guest/guest and ``/``),
     ``users`` (more name -> password pairs), ``vhosts`` (more virtual hosts), ``data_dir``
     (None keeps everything in memory), ``heartbeat``, ``frame_max``, ``channel_max``,
-    ``memory_high_watermark`` (bytes; 0 = none), ``memory_budget`` (bytes of durable queues'
-    messages kept in memory when there is a ``data_dir``; the rest is paged out),
+    ``memory_high_watermark`` (publishers are blocked while memory used is above it: a float
+    is a share of the memory, RAM or the cgroup's limit, an int or ``"512MiB"`` bytes; None,
+    the default here, no limit: an embedded broker shares its process), ``memory_calculation_
+    strategy`` (``"rss"``: the process's resident memory; ``"queued"``: bytes of message
+    bodies in queues, independent of the program around the broker), ``disk_free_limit``
+    (publishers are blocked while the data dir's disk has less free space: bytes, or a float
+    multiple of the memory; default 50 MB with a ``data_dir``, none without), ``memory_budget``
+    (bytes of durable queues' messages kept in memory when there is a ``data_dir``; the rest is
+    paged out),
     ``max_message_size`` (bytes: a larger message body is refused with 406),
     ``consumer_timeout`` (ms a delivery may wait for its ack before its channel is closed;
     None or 0: none), ``loopback_users`` (users who may log in only through a loopback
@@ -144,7 +151,9 @@ class Broker:
         heartbeat: int = 60,
         frame_max: int = 131072,
         channel_max: int = 2047,
-        memory_high_watermark: int = 0,
+        memory_high_watermark: float | int | str | None = None,
+        memory_calculation_strategy: str = "rss",
+        disk_free_limit: float | int | str | None = None,
         memory_budget: int = 128 * 1024 * 1024,
         loopback_users: list[str] | None = None,
         max_message_size: int = 128 * 1024 * 1024,
@@ -170,7 +179,9 @@ class Broker:
                 heartbeat=heartbeat,
                 frame_max=frame_max,
                 channel_max=channel_max,
-                memory_high_watermark=memory_high_watermark,
+                memory_high_watermark=_share_or_size(memory_high_watermark),
+                memory_calculation_strategy=memory_calculation_strategy,
+                disk_free_limit=_share_or_size(disk_free_limit),
                 memory_budget=memory_budget,
                 max_message_size=max_message_size,
                 consumer_timeout=consumer_timeout,
@@ -509,6 +520,21 @@ class Broker:
             self._wakeups.discard(wakeup)
             creation.watchers.remove(created)
             _unhook(watched, poke)
+
+
+def _share_or_size(value: float | int | str | None) -> float | int | None:
+    """A watermark or limit as the command line writes it (``"0.4"``, ``"512MiB"``) or as a
+    number (a float: a share or multiple of the memory; an int: bytes)."""
+    if isinstance(value, str):
+        import argparse
+
+        from .cli import share_or_size
+
+        try:
+            return share_or_size(value)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(str(exc)) from None
+    return value
 
 
 def _unhook(queue: Any, hook: Callable[[Any], None]) -> None:

@@ -255,7 +255,7 @@ class Channel:
 
     def publish(self, exchange: Exchange, msg: Message, mandatory: bool) -> None:
         memory = self.vhost.memory
-        if memory.limit and memory.used > memory.limit:
+        if memory.alarmed or memory.used > memory.queued_limit:
             memory.block(self.conn)
         queues = self.vhost.route(exchange, msg)
         confirms = self.confirms

@@ -96,6 +96,34 @@ def message_size(text: str) -> int:
                      " (512 MiB, RabbitMQ's limit)")
 
 
+def share_or_size(text: str) -> float | int:
+    """A fraction or a multiple of the memory (``0.4``, ``2.0``: a number with a decimal
+    point, a float) or a size in bytes (``512MiB``, ``50000000``, ``0``: an int), as
+    ``--memory-high-watermark`` and ``--disk-free-limit`` take them."""
+    s = text.strip()
+    if "." in s and not s[-1:].isalpha():
+        try:
+            share = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not a fraction (0.4) or a size (512MiB)") from None
+        if not share >= 0:
+            raise argparse.ArgumentTypeError(f"'{text}': cannot be negative")
+        return share
+    return byte_size(text)
+
+
+def fraction(text: str) -> float:
+    """rabbitmq.conf's ``*.relative`` (a float datatype: ``0.4``, ``1``, ``2.0``)."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"'{text}': cannot be negative")
+    return value
+
+
 def milliseconds(text: str) -> int:
     """A duration in ms, 0 or more (consumer_timeout: 0 turns it off)."""
     return _integer(text, "a number of milliseconds", 0, 2**63 - 1)
@@ -143,7 +171,7 @@ DEFAULTS: dict[str, Any] = {
     "heartbeat": 60,
     "frame_max": 131072,
     "channel_max": 2047,
-    "memory_high_watermark": 0,
+    "memory_high_watermark": 0.4,  # RabbitMQ's default: 40% of the memory
     "memory_budget": 128 * 1024 * 1024,
     "max_message_size": 128 * 1024 * 1024,  # RabbitMQ 3.10's default
     "consumer_timeout": 30 * 60 * 1000,  # ms, RabbitMQ's default
@@ -159,6 +187,11 @@ DEFAULTS: dict[str, Any] = {
     "prometheus_host": None,
     "no_prometheus": False,
 }
+
+# resource alarms and TLS (issue 14): kept apart from the table above
+DEFAULTS.update({
+    "disk_free_limit": None,  # RabbitMQ's 50 MB with a data dir; no check in memory
+})
 
 # the environment RabbitMQ's container reads, by the option it fills
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -213,9 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest frame, bytes, at least 4096 (default 131072)")
     p.add_argument("--channel-max", type=channel_max_count,
                    help="most channels per connection (default 2047)")
-    p.add_argument("--memory-high-watermark", type=byte_size,
-                   help="block publishers above this many bytes of queued messages, e.g. 512MiB "
-                        "(0 = off)")
+    p.add_argument("--memory-high-watermark", type=share_or_size, metavar="SHARE|SIZE",
+                   help="block publishers while the broker's memory (RSS) is above this: a "
+                        "fraction of the memory, RAM or the cgroup's limit if lower (default "
+                        "0.4, as RabbitMQ), or a size such as 512MiB")
+    p.add_argument("--disk-free-limit", type=share_or_size, metavar="SIZE|SHARE",
+                   help="block publishers while the data dir's disk has less free space than "
+                        "this: a size (default 50MB, as RabbitMQ) or, with a decimal point, a "
+                        "multiple of the memory (1.0); in memory: checked only if given")
     p.add_argument("--memory-budget", type=byte_size,
                    help="with a data dir: bytes of durable queues' messages kept in memory; the "
                         "rest waits on disk and is read back in turn (default 128 MiB)")
@@ -330,10 +368,6 @@ def check_data_dir(path: str, explicit: bool) -> None:
 
 # ---------------------------------------------------------------------- start-up lines
 
-def _mib(n: int) -> str:
-    return f"{n // (1024 * 1024)} MiB ({n} bytes)"
-
-
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -360,14 +394,9 @@ def _have_uvloop() -> bool:
 
 
 def log_started(broker: Any) -> None:
-    """The lines RabbitMQ logs once it listens: each listener, the memory watermark, and
+    """The lines RabbitMQ logs once it listens: each listener, and
     ``Server startup complete; N plugins started.`` with the list (rabbit.erl)."""
     server = broker._server
-    watermark = broker.settings.memory_high_watermark
-    if watermark:
-        total = _total_memory()
-        log.info("Memory high watermark set to %s%s", _mib(watermark),
-                 f" of {_mib(total)} total" if total else "")
     plugins: list[str] = []
     for listener in server.listeners:
         if listener.protocol == "amqp":
@@ -383,13 +412,6 @@ def log_started(broker: Any) -> None:
         plugins += [p for p in listener.plugins if p not in plugins]
     log.info("Server startup complete; %d plugins started.%s", len(plugins),
              "".join(f"\n * {p}" for p in plugins))
-
-
-def _total_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 # ---------------------------------------------------------------------- main
@@ -430,6 +452,7 @@ def _run(args: argparse.Namespace) -> int:
         frame_max=args.frame_max,
         channel_max=args.channel_max,
         memory_high_watermark=args.memory_high_watermark,
+        disk_free_limit=args.disk_free_limit,
         memory_budget=args.memory_budget,
         loopback_users=args.loopback_users,
         max_message_size=args.max_message_size,

@@ -171,7 +171,6 @@ def _keys() -> list[ConfKey]:
         ConfKey("heartbeat", "heartbeat", cli.heartbeat_seconds),
         ConfKey("frame_max", "frame_max", cli.frame_max_bytes),
         ConfKey("channel_max", "channel_max", cli.channel_max_count),
-        ConfKey("vm_memory_high_watermark.absolute", "memory_high_watermark", cli.byte_size),
         ConfKey("max_message_size", "max_message_size", cli.message_size),
         ConfKey("consumer_timeout", "consumer_timeout", cli.milliseconds),
         ConfKey("log.console.level", "log_level", cli.log_level_name),
@@ -189,6 +188,29 @@ def _keys() -> list[ConfKey]:
         ConfKey("management.listener.ip", "management_host", ip_address),
         ConfKey("prometheus.tcp.port", "prometheus_port", cli.port_number),
         ConfKey("prometheus.tcp.ip", "prometheus_host", ip_address),
+    ] + _alarm_keys()
+
+
+def _relative_wins(old: Any, key: str, value: Any) -> Any:
+    # rabbit.schema: when both .relative and .absolute are set, .relative is taken (a float
+    # here, an int for .absolute), whatever their order in the file
+    if key.endswith(".absolute") and isinstance(old, float):
+        return old
+    return value
+
+
+def _alarm_keys() -> list[ConfKey]:
+    """The memory watermark and the disk free limit (issue 14), each as a ``.relative`` float
+    or an ``.absolute`` size (rabbit.schema)."""
+    from . import cli
+
+    return [
+        ConfKey("vm_memory_high_watermark.relative", "memory_high_watermark", cli.fraction,
+                _relative_wins),
+        ConfKey("vm_memory_high_watermark.absolute", "memory_high_watermark", cli.byte_size,
+                _relative_wins),
+        ConfKey("disk_free_limit.relative", "disk_free_limit", cli.fraction, _relative_wins),
+        ConfKey("disk_free_limit.absolute", "disk_free_limit", cli.byte_size, _relative_wins),
     ]
 
 

@@ -6,19 +6,22 @@ import asyncio
 import errno
 import itertools
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import resources
 from .auth import Access
 from .connection import AMQPConnection, Connection
 from .counters import GlobalCounters
-from .memory import MemoryMonitor
+from .memory import MemoryMonitor, watermark_bytes
 from .settings import Settings
 from .vhost import VirtualHost
 
 if TYPE_CHECKING:
+    from .disk import DiskMonitor
     from .store import Store
 
 log = logging.getLogger("leveret.server")
@@ -49,7 +52,12 @@ class Server:
         self.store: Store | None = None  # set by store.attach_store with a data dir
         self.vhosts: dict[str, VirtualHost] = {}
         self.connections: set[AMQPConnection] = set()
-        self.memory = MemoryMonitor(settings.memory_high_watermark)
+        # resource alarms: the memory watermark's share is of the RAM or the cgroup's limit
+        self.total_memory, self.cgroup_memory_limit = resources.total_memory()
+        self.memory = MemoryMonitor(
+            watermark_bytes(settings.memory_high_watermark, self.total_memory),
+            settings.memory_calculation_strategy)
+        self.disk: DiskMonitor | None = None  # the free disk space alarm, made at start
         self._listener: asyncio.base_events.Server | None = None
         self.listeners: list[Listener] = []  # every socket listening, AMQP first
         self._connection_numbers = itertools.count(1)
@@ -164,6 +172,26 @@ class Server:
             except OSError:
                 pass
         self.listeners[:0] = [Listener("amqp", host, port) for host, port in self.addresses]
+        self._start_monitors()
+
+    def _start_monitors(self) -> None:
+        """The memory sampler and the disk monitor (memory.py, disk.py)."""
+        from . import disk
+
+        memory = self.memory
+        if memory.limit is not None:
+            if self.cgroup_memory_limit is not None:
+                log.info("Memory limit of the process's cgroup: %s, below the machine's %s",
+                         _mib(self.cgroup_memory_limit), _mib(resources.physical_memory()))
+            # vm_memory_monitor's line
+            log.info("Memory high watermark set to %s of %s total", _mib(memory.limit),
+                     _mib(self.total_memory))
+        memory.start(self.loop)
+        s = self.settings
+        limit = disk.limit_bytes(s.disk_free_limit, s.data_dir, self.total_memory)
+        if limit is not None and self.disk is None:
+            self.disk = disk.DiskMonitor(self.memory, s.data_dir or os.getcwd(), limit)
+            self.disk.start(self.loop)
 
     @property
     def port(self) -> int:
@@ -179,6 +207,9 @@ class Server:
         """Stop listening, close every client with 320 CONNECTION_FORCED, wait for them."""
         if self._listener is not None:
             self._listener.close()
+        self.memory.stop()
+        if self.disk is not None:
+            self.disk.stop()
         conns = list(self.connections)
         for conn in conns:
             conn.force_close()
@@ -198,6 +229,10 @@ class Server:
         self.listeners = [x for x in self.listeners if x.protocol != "amqp"]
         if self.store is not None:
             self.store.close()
+
+
+def _mib(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB ({n} bytes)"
 
 
 def _bound_socket(host: str, port: int) -> socket.socket | None:

@@ -31,7 +31,18 @@ class Settings:
     close_timeout: float = 1.0
     cluster_name: str = "leveret"
     data_dir: str | None = None  # None: nothing is written to disk
-    memory_high_watermark: int = 0  # bytes of queued message bodies; 0 = no limit
+    # the memory high watermark (memory.py): a float is a share of the memory (RAM, or the
+    # cgroup's limit when lower), an int bytes (at most that memory); None: no alarm. The
+    # command line's default is RabbitMQ's 0.4; an embedded broker shares its process with the
+    # program around it, so it has none unless asked
+    memory_high_watermark: float | int | None = None
+    # what "memory used" is: "rss" (the process's resident memory, RabbitMQ's default
+    # strategy) or "queued" (bytes of message bodies held in memory by queues)
+    memory_calculation_strategy: str = "rss"
+    # the free disk space alarm (disk.py): an int is bytes, a float a multiple of the memory
+    # (rabbitmq.conf's disk_free_limit.relative); None: RabbitMQ's 50 MB with a data_dir, no
+    # check without one (nothing is written)
+    disk_free_limit: float | int | None = None
     # with a data_dir: bytes of ready messages of durable queues kept in memory (bodies and
     # properties plus ~320 a message); past it they wait on disk and are read back in turn
     memory_budget: int = 128 * 1024 * 1024

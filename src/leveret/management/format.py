@@ -214,3 +214,37 @@ def parse_int(value: Any, what: str) -> int:
         except ValueError:
             pass
     raise HTTPError(400, "bad_request", f"{what}: {value!r} is not an integer")
+
+
+def resource_figures(server: Any) -> dict[str, Any]:
+    """The node's memory and disk figures and alarms, as the API's node object and the
+    Prometheus metrics give them: ``mem_used`` (the figure the watermark compares: RSS, or
+    queued bytes with the ``queued`` strategy), ``mem_limit`` (the watermark in bytes; the
+    memory itself when there is none), ``mem_alarm``, ``disk_free`` (of the data dir's
+    filesystem, or the working directory's in memory), ``disk_free_limit``, ``disk_free_alarm``.
+    """
+    import os
+
+    from .. import disk, resources
+
+    memory = server.memory
+    if memory.strategy == "queued":
+        used = memory.used
+    else:
+        rss = resources.resident_memory()
+        used = rss if rss is not None else memory.process
+    monitor = server.disk
+    free = monitor.free if monitor is not None else None
+    if free is None:
+        try:
+            free = resources.disk_free(server.settings.data_dir or os.getcwd())
+        except OSError:
+            free = 0
+    return {
+        "mem_used": used,
+        "mem_limit": memory.limit if memory.limit is not None else server.total_memory,
+        "mem_alarm": "memory" in memory.alarms,
+        "disk_free": free,
+        "disk_free_limit": monitor.limit if monitor is not None else disk.DEFAULT_LIMIT,
+        "disk_free_alarm": "disk" in memory.alarms,
+    }

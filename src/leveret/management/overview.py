@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import platform
 import resource
-import shutil
 import time
 from typing import Any
 
@@ -14,7 +13,7 @@ from .. import __version__
 from ..counters import channel_sums
 from ..message import Message
 from .app import Context, not_found
-from .format import details, node_name
+from .format import details, node_name, resource_figures
 from .http import HTTPError, Response
 
 # the RabbitMQ release whose API this one follows: tools check these to pick features
@@ -166,25 +165,9 @@ def overview(ctx: Context) -> Any:
     return out
 
 
-def _rss() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def node_json(ctx: Context) -> dict[str, Any]:
     server = ctx.server
-    memory = server.memory
-    data_dir = server.settings.data_dir or os.getcwd()
-    try:
-        disk_free = shutil.disk_usage(data_dir).free
-    except OSError:
-        disk_free = 0
+    figures = resource_figures(server)
     try:
         fd_used = len(os.listdir("/proc/self/fd"))
     except OSError:
@@ -198,15 +181,15 @@ def node_json(ctx: Context) -> dict[str, Any]:
         "uptime": int((time.time() - server.started_at) * 1000),
         "processors": os.cpu_count() or 1,
         "rates_mode": "basic",
-        "mem_used": _rss(),
+        "mem_used": figures["mem_used"],
         "mem_used_details": details(0.0),
-        "mem_limit": memory.limit or 0,
-        "mem_alarm": bool(memory.blocked),
-        "mem_calculation_strategy": "rss",
-        "disk_free": disk_free,
+        "mem_limit": figures["mem_limit"],
+        "mem_alarm": figures["mem_alarm"],
+        "mem_calculation_strategy": server.memory.strategy,
+        "disk_free": figures["disk_free"],
         "disk_free_details": details(0.0),
-        "disk_free_limit": 50_000_000,
-        "disk_free_alarm": False,
+        "disk_free_limit": figures["disk_free_limit"],
+        "disk_free_alarm": figures["disk_free_alarm"],
         "fd_used": fd_used,
         "fd_used_details": details(0.0),
         "fd_total": fd_total,
@@ -288,18 +271,28 @@ def _failed(reason: str, **extra: Any) -> Response:
     return Response(503, {"status": "failed", "reason": reason, **extra})
 
 
+# rabbit_alarm's resource names (?MEMORY_RESOURCE, ?DISK_SPACE_RESOURCE)
+_ALARM_RESOURCES = (("memory", "memory"), ("disk", "disk space"))
+
+
+def _alarm_list(ctx: Context) -> list[dict[str, str]]:
+    alarms = ctx.server.memory.alarms
+    return [{"resource": name, "node": node_name()} for key, name in _ALARM_RESOURCES
+            if key in alarms]
+
+
 def check_alarms(ctx: Context) -> Response:
-    memory = ctx.server.memory
-    if memory.blocked:
-        return _failed("resource alarm(s) in effect in the cluster",
-                       alarms=[{"node": node_name(), "resource": "memory"}])
+    """rabbit_mgmt_wm_health_check_alarms (3.10): 503 with the alarms in effect."""
+    alarms = _alarm_list(ctx)
+    if alarms:
+        return _failed("There are alarms in effect in the cluster", alarms=alarms)
     return _ok()
 
 
 def check_local_alarms(ctx: Context) -> Response:
-    if ctx.server.memory.blocked:
-        return _failed("resource alarm(s) in effect on the node",
-                       alarms=[{"node": node_name(), "resource": "memory"}])
+    alarms = _alarm_list(ctx)
+    if alarms:
+        return _failed("There are alarms in effect on the node", alarms=alarms)
     return _ok()
 
 

@@ -22,7 +22,6 @@ import base64
 import hashlib
 import os
 import resource
-import shutil
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..counters import channel_sums, global_totals
 from ..settings import node_name
+from .format import resource_figures
 from .http import HTTPProtocol, Request, Response
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from ..server import Server
 
 RABBITMQ_VERSION = "3.10.8"  # the RabbitMQ whose metrics these are (rabbitmq_build_info)
-DISK_FREE_LIMIT = 50_000_000  # RabbitMQ's default disk_free_limit; Leveret sets no disk alarm
 CONTENT_TYPE = "text/plain; version=0.0.4"  # the text exposition format, as RabbitMQ sends it
 QUEUE_TYPES = ("rabbit_classic_queue", "rabbit_quorum_queue", "rabbit_stream_queue")
 PLUGINS = ("rabbitmq_prometheus",)
@@ -158,6 +157,7 @@ def _churn(server: Server) -> list[Family]:
 
 
 def _node(server: Server) -> list[Family]:
+    figures = resource_figures(server)
     fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if fd_limit == resource.RLIM_INFINITY:
         fd_limit = 0
@@ -168,15 +168,15 @@ def _node(server: Server) -> list[Family]:
         Family("process_resident_memory_bytes", "gauge", "Memory used in bytes",
                resident_memory()),
         Family("disk_space_available_bytes", "gauge", "Disk space available in bytes",
-               _disk_free(server)),
+               figures["disk_free"]),
         Family("process_max_fds", "gauge", "Open file descriptors limit", fd_limit),
         Family("process_max_tcp_sockets", "gauge", "Open TCP sockets limit", fd_limit),
-        # RabbitMQ's memory high watermark: Leveret's --memory-high-watermark; without one
-        # publishers are never blocked, so the limit is the machine's memory
+        # the memory high watermark in bytes; without one (an embedded broker) publishers
+        # are never blocked for memory, so the limit is the memory itself
         Family("resident_memory_limit_bytes", "gauge", "Memory high watermark in bytes",
-               server.memory.limit or _total_memory()),
+               figures["mem_limit"]),
         Family("disk_space_available_limit_bytes", "gauge",
-               "Free disk space low watermark in bytes", DISK_FREE_LIMIT),
+               "Free disk space low watermark in bytes", figures["disk_free_limit"]),
         # the dashboard's node table shows it; here it is the broker process's uptime
         Family("erlang_uptime_seconds", "gauge", "Node uptime",
                round(time.time() - server.started_at, 3)),
@@ -189,9 +189,11 @@ def _alarms(server: Server) -> list[Family]:
         Family("alarms_file_descriptor_limit", "untyped",
                "is 1 if file descriptor limit alarm is in effect", 0),
         Family("alarms_free_disk_space_watermark", "untyped",
-               "is 1 if free disk space watermark alarm is in effect", 0),
+               "is 1 if free disk space watermark alarm is in effect",
+               1 if "disk" in server.memory.alarms else 0),
         Family("alarms_memory_used_watermark", "untyped",
-               "is 1 if VM memory watermark alarm is in effect", 1 if server.memory.blocked else 0),
+               "is 1 if VM memory watermark alarm is in effect",
+               1 if "memory" in server.memory.alarms else 0),
     ]
 
 
@@ -488,13 +490,6 @@ def resident_memory() -> int:
         return rss * 1024 if os.uname().sysname == "Linux" else rss
 
 
-def _total_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
 def _open_fds() -> int:
     for path in ("/proc/self/fd", "/dev/fd"):
         try:
@@ -502,13 +497,6 @@ def _open_fds() -> int:
         except OSError:
             continue
     return 0
-
-
-def _disk_free(server: Server) -> int:
-    try:
-        return shutil.disk_usage(server.settings.data_dir or os.getcwd()).free
-    except OSError:
-        return 0
 
 
 # ---------------------------------------------------------------------- HTTP
