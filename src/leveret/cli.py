@@ -361,7 +361,7 @@ def check_data_dir(path: str, explicit: bool) -> None:
         what = "is a file, not a directory" if os.path.exists(parent) else "does not exist"
         raise StartupError(f"cannot create {shown}: its parent {parent} {what}")
     try:
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)  # the owner's only (store/private.py)
     except OSError as exc:
         raise StartupError(f"cannot create {shown}: {exc.strerror}") from None
 

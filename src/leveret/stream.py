@@ -36,6 +36,7 @@ from .errors import NOT_IMPLEMENTED, ConnectionError_
 from .message import Entry, Message, QueueEntry
 from .queue import Consumer, Queue
 from .queue_args import QueueOptions
+from .store.private import create, make_dir
 from .store.streams import Cursor, StreamLog
 from .stream_args import COMPARED_ARGS, StreamOptions, check_stream_consume, parse_offset_spec
 
@@ -109,8 +110,9 @@ class StreamQueue(Queue):
         directory = None
         if store is not None:
             directory = stream_directory(store.root, vhost.name, name)
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / "NAME").write_text(f"{vhost.name}\n{name}\n", errors="surrogateescape")
+            make_dir(directory, store.root)
+            with create(directory / "NAME", "w", errors="surrogateescape") as f:
+                f.write(f"{vhost.name}\n{name}\n")
         self.log = StreamLog(directory, options.max_segment_bytes, options.max_length_bytes,
                              options.max_age_ms, self._account)
         if store is not None:

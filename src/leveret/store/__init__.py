@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from .definitions import Definitions, atomic_write
 from .messages import DEFAULT_BUDGET, SEGMENT_BYTES, MessageLog
+from .private import make_dir, open_fd
 from .recovery import recover_messages
 
 if TYPE_CHECKING:
@@ -65,9 +66,9 @@ class Store(MessageLog):
     def __init__(self, directory: str | os.PathLike[str], segment_bytes: int = SEGMENT_BYTES,
                  budget: int = DEFAULT_BUDGET) -> None:
         root = Path(directory)
-        root.mkdir(parents=True, exist_ok=True)
+        make_dir(root)  # the owner's only (private.py), an existing data dir too
         self.root = root
-        self._lock_fd = os.open(root / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd = open_fd(root / "LOCK", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -85,7 +86,7 @@ class Store(MessageLog):
                                      f"reads '{STORE_VERSION}': use another --data-dir")
             else:
                 atomic_write(version, STORE_VERSION + "\n")
-            (root / "messages").mkdir(exist_ok=True)
+            make_dir(root / "messages")
             super().__init__(root / "messages", segment_bytes, budget)
         except BaseException:
             os.close(self._lock_fd)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import frames
+from . import private
 from .journal import Journal, encode_line
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def table_in(text: str) -> dict[str, Any]:
 
 def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
+    with private.create(tmp, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

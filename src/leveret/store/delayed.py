@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..message import Message
+from . import private
 from .definitions import fsync_dir
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class DelayedLog:
         self._scheduled = False
         self.closed = False
         self._read()
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.fd = private.open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self.size = os.fstat(self.fd).st_size
         try:
             asyncio.get_running_loop().call_soon(self._drop_unclaimed)
@@ -155,7 +156,7 @@ class DelayedLog:
             self.live[record_id] = len(record)
         # start over with the live records only
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        with private.create(tmp, "wb") as f:
             f.write(b"".join(records.values()))
             f.flush()
             os.fsync(f.fileno())
@@ -226,7 +227,7 @@ class DelayedLog:
                 keep.append(data[pos:end])
             pos = end
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        with private.create(tmp, "wb") as f:
             f.write(b"".join(keep))
             f.flush()
             os.fsync(f.fileno())

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from . import private
+
 log = logging.getLogger("leveret.store")
 
 SYNC_DELAY = 0.05  # seconds from a change to the fsync that covers it (machine crashes only)
@@ -102,7 +104,7 @@ class Journal:
             log.error("store: %s: %d damaged record(s) skipped", self.path.name, damaged)
         self.existed = bool(data)
         self.lines = len(records) + damaged
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.fd = private.open_fd(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         if end < len(data):
             os.ftruncate(self.fd, end)
         return records
@@ -205,7 +207,7 @@ class Journal:
         if self.compacting or self._failing or self._closed:
             return
         data = b"".join(live)
-        fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        fd = private.open_fd(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
         try:
             self._write(fd, data)
         except OSError as exc:

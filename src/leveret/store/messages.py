@@ -26,6 +26,7 @@ from time import time as _wall
 from typing import TYPE_CHECKING
 
 from ..message import Entry, Message
+from . import private
 from .paging import PagedReadyList
 from .records import (
     DELIVERED,
@@ -133,7 +134,7 @@ class MessageLog:
 
     def open_segment(self, seg: int) -> None:
         """Start appending to a new segment ``seg``."""
-        self.fd = os.open(self.data_path(seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.fd = private.open_fd(self.data_path(seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self.seg = seg
         self.base = seg << 32
         self.size = os.fstat(self.fd).st_size
@@ -165,7 +166,7 @@ class MessageLog:
             if len(table) >= _OPEN_FDS:
                 oldest = next(iter(table))
                 os.close(table.pop(oldest))
-            fd = table[seg] = os.open(path, flags, 0o644)
+            fd = table[seg] = private.open_fd(path, flags)
         return fd
 
     def delete_segment(self, seg: int) -> None:

@@ -46,6 +46,7 @@ from typing import Protocol
 
 from ..deadletter import join_properties, join_table, split_properties, split_table
 from ..message import Message
+from . import private
 
 log = logging.getLogger("leveret.store")
 
@@ -161,7 +162,7 @@ class FileBytes:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.fd = private.open_fd(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         self.size = os.fstat(self.fd).st_size
 
     def append(self, data: bytes) -> None:
@@ -252,7 +253,7 @@ class StreamLog:
         self.cache_bytes = 0
         self.closed = False
         if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
+            private.make_dir(directory)
             self._recover()
         if not self.segments:
             self._new_segment()
