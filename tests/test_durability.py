@@ -7,8 +7,6 @@ import logging
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -16,6 +14,7 @@ import pika
 import pika.exceptions
 import pytest
 
+from _crash import start_server
 from conftest import free_port
 from leveret import Broker
 
@@ -215,32 +214,6 @@ def test_segments_roll_and_dead_ones_are_deleted(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- crash safety
 
 
-# "paged": a budget of a few messages and 16 KiB segments, so that under load most messages
-# are paged out and read back, and segments roll and are compacted while the kill comes
-MODES = {
-    "plain": ([], {}),
-    "paged": (["--memory-budget", "2000"], {"LEVERET_STORE_SEGMENT_BYTES": "16384"}),
-}
-
-
-def _start_server(data_dir: str, port: int, mode: str = "plain") -> subprocess.Popen:
-    args, env = MODES[mode]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "leveret", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", data_dir, "--log-level", "warning", "--no-management", "--no-prometheus",
-         *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **env})
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port)).close()
-            return proc
-        except pika.exceptions.AMQPConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
 def _load(port: int, confirmed: set[int], acked: set[int], stop: threading.Event,
           gets: int = 1) -> None:
     """Publish persistent messages with confirms, 20 at a time, and get and ack ``gets`` after
@@ -273,7 +246,7 @@ def test_kill_9_under_load_loses_no_confirmed_message(tmp_path, mode, round_):
     rng = random.Random(round_)
     data_dir = str(tmp_path)
     port = free_port()
-    proc = _start_server(data_dir, port, mode)
+    proc = start_server(data_dir, port, mode)
     setup = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
     setup.channel().queue_declare("crash", durable=True)
     setup.close()
@@ -293,7 +266,7 @@ def test_kill_9_under_load_loses_no_confirmed_message(tmp_path, mode, round_):
     assert confirmed_snapshot, "the load never got going"
 
     port = free_port()
-    proc = _start_server(data_dir, port, mode)
+    proc = start_server(data_dir, port, mode)
     order: list[int] = []
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
