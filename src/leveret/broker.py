@@ -19,9 +19,12 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .tls import TLSOptions
 
 log = logging.getLogger("leveret.broker")
 
@@ -127,7 +130,9 @@ class Broker:
     ``prometheus_port`` (Prometheus metrics at ``/metrics`` on ``host``, as
     rabbitmq_prometheus; 0 = an ephemeral port, None = none; the property ``prometheus_port``
     tells the bound port), ``management_host`` / ``prometheus_host`` (another address for the
-    API / the metrics than ``host``), ``loop``
+    API / the metrics than ``host``), ``tls`` (a ``leveret.tls.TLSOptions``: an AMQPS listener
+    besides the plain one, 5671 by default, 0 an ephemeral port; the property ``tls_port``
+    tells the bound port), ``loop``
     (``uvloop`` or ``asyncio``: the loop ``in_thread`` runs; ``async with Broker()`` always
     uses the caller's loop).
 
@@ -164,6 +169,7 @@ class Broker:
         prometheus_port: int | None = None,
         management_host: str | None = None,
         prometheus_host: str | None = None,
+        tls: TLSOptions | None = None,
         settings: Settings | None = None,
     ) -> None:
         if settings is None:
@@ -192,6 +198,7 @@ class Broker:
                 prometheus_port=prometheus_port,
                 management_host=management_host,
                 prometheus_host=prometheus_host,
+                tls=tls,
             )
             if loopback_users is not None:
                 settings.loopback_users = list(loopback_users)
@@ -303,6 +310,12 @@ class Broker:
     @property
     def port(self) -> int:
         return int(self._need_server().port)
+
+    @property
+    def tls_port(self) -> int | None:
+        """The AMQPS listener's bound port (None without TLS)."""
+        addresses = self._need_server().tls_addresses
+        return int(addresses[0][1]) if addresses else None
 
     @property
     def management_port(self) -> int | None:
@@ -684,6 +697,10 @@ class ThreadedBroker:
     @property
     def port(self) -> int:
         return self.broker.port
+
+    @property
+    def tls_port(self) -> int | None:
+        return self.broker.tls_port
 
     @property
     def management_port(self) -> int | None:

@@ -191,6 +191,14 @@ DEFAULTS: dict[str, Any] = {
 # resource alarms and TLS (issue 14): kept apart from the table above
 DEFAULTS.update({
     "disk_free_limit": None,  # RabbitMQ's 50 MB with a data dir; no check in memory
+    "tls_port": None,  # 5671 (RabbitMQ's) once a certificate is given
+    "tls_host": None,  # rabbitmq.conf's listeners.ssl.default = HOST:PORT; else --host
+    "tls_cert": None,
+    "tls_key": None,
+    "tls_ca": None,
+    "tls_verify": "verify_none",  # the Erlang ssl default, as RabbitMQ's
+    "tls_fail_if_no_peer_cert": False,
+    "tls_login_from": "distinguished_name",  # rabbitmq_auth_mechanism_ssl's default
 })
 
 # the environment RabbitMQ's container reads, by the option it fills
@@ -263,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--consumer-timeout", type=milliseconds, metavar="MS",
                    help="close a channel whose delivery waits longer than this for its ack "
                         "(RabbitMQ's consumer_timeout; default 1800000 = 30 min; 0 = off)")
+    _tls_arguments(p)
     management = p.add_mutually_exclusive_group()
     management.add_argument("--management-port", type=port_number, metavar="PORT",
                             help="port of the management HTTP API (default 15672; 0 = any "
@@ -294,6 +303,72 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tls_arguments(p: argparse.ArgumentParser) -> None:
+    """AMQPS (tls.py), as RabbitMQ's listeners.ssl and ssl_options."""
+    p.add_argument("--tls-port", type=port_number, metavar="PORT",
+                   help="port of the AMQPS (TLS) listener on --host (default 5671 once "
+                        "--tls-cert is given)")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="the server's certificate chain, PEM (ssl_options.certfile): turns "
+                        "the TLS listener on")
+    p.add_argument("--tls-key", metavar="FILE", help="its private key, PEM "
+                                                     "(ssl_options.keyfile)")
+    p.add_argument("--tls-ca", metavar="FILE",
+                   help="CA certificates client certificates are checked against, PEM "
+                        "(ssl_options.cacertfile)")
+    p.add_argument("--tls-verify", choices=["verify_peer", "verify_none"],
+                   help="verify_peer asks clients for a certificate and checks it; "
+                        "verify_none (default, as RabbitMQ) does not (ssl_options.verify)")
+    p.add_argument("--tls-fail-if-no-peer-cert", action="store_true", default=None,
+                   help="with verify_peer, refuse clients without a certificate "
+                        "(ssl_options.fail_if_no_peer_cert)")
+    p.add_argument("--tls-login-from", choices=["distinguished_name", "common_name"],
+                   help="the EXTERNAL mechanism's username: the client certificate's "
+                        "subject DN (default, as RabbitMQ) or its CN (ssl_cert_login_from)")
+
+
+def tls_options(args: argparse.Namespace) -> Any:
+    """The ``tls.TLSOptions`` the arguments describe, None without a certificate; a
+    ``StartupError`` when they do not go together."""
+    if not args.tls_cert:
+        if args.tls_port is not None or args.tls_key or args.tls_ca:
+            raise StartupError("TLS needs a certificate: give --tls-cert and --tls-key "
+                               "(ssl_options.certfile, ssl_options.keyfile)")
+        return None
+    if not args.tls_key:
+        raise StartupError("--tls-cert needs --tls-key (ssl_options.keyfile)")
+    from .tls import DEFAULT_PORT, TLSOptions
+
+    return TLSOptions(certfile=args.tls_cert, keyfile=args.tls_key, cacertfile=args.tls_ca,
+                      verify=args.tls_verify,
+                      fail_if_no_peer_cert=bool(args.tls_fail_if_no_peer_cert),
+                      port=DEFAULT_PORT if args.tls_port is None else args.tls_port,
+                      host=args.tls_host, login_from=args.tls_login_from)
+
+
+def _tls_from_file(from_file: dict[str, Any], given: dict[str, Any], warnings: list[str],
+                   path: str) -> None:
+    """rabbitmq.conf's TLS listener: ``listeners.ssl.default`` turns it on (its port, and its
+    host if it names one), ``listeners.ssl = none`` off; ``ssl_options`` alone make no
+    listener, as in RabbitMQ (unless the command line asks for one)."""
+    from .config import NO_TLS
+
+    listener = from_file.pop("tls_listener", None)
+    if listener == NO_TLS:
+        for dest in ("tls_cert", "tls_key", "tls_ca"):
+            from_file[dest] = None
+    elif listener is not None:
+        host, port = listener
+        from_file["tls_port"] = port
+        if host is not None:
+            from_file["tls_host"] = host
+    elif from_file.get("tls_cert") and not {"tls_cert", "tls_port"} & given.keys():
+        warnings.append(f"{path}: ssl_options without listeners.ssl.default: no TLS listener "
+                        "(as in RabbitMQ)")
+        for dest in ("tls_cert", "tls_key", "tls_ca"):
+            from_file[dest] = None
+
+
 def parse_args(argv: list[str] | None = None,
                env: dict[str, str] | os._Environ[str] | None = None) -> argparse.Namespace:
     """The settings to start with: the command line over the configuration file over the
@@ -305,7 +380,7 @@ def parse_args(argv: list[str] | None = None,
     parser = build_parser()
     args = parser.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None}
-    dests = {a.dest for a in parser._actions} | {"listener"}
+    dests = {a.dest for a in parser._actions} | {"listener", "tls_listener"}
 
     from_env: dict[str, Any] = {}
     for dest, (name, convert) in ENVIRONMENT.items():
@@ -329,6 +404,7 @@ def parse_args(argv: list[str] | None = None,
             from_file["host"] = host
         if port is not None:
             from_file["port"] = port
+        _tls_from_file(from_file, given, warnings, path)
 
     merged = {**DEFAULTS, **from_env, **from_file, **given}
     merged["config"] = path
@@ -453,6 +529,7 @@ def _run(args: argparse.Namespace) -> int:
         channel_max=args.channel_max,
         memory_high_watermark=args.memory_high_watermark,
         disk_free_limit=args.disk_free_limit,
+        tls=tls_options(args),
         memory_budget=args.memory_budget,
         loopback_users=args.loopback_users,
         max_message_size=args.max_message_size,
@@ -505,14 +582,20 @@ async def _start(broker: Any, args: argparse.Namespace) -> None:
         from .management.definitions import DefinitionsError
 
         store_errors += (DefinitionsError,)
+    if broker.settings.tls is not None:
+        from .tls import TLSConfigError
+
+        store_errors += (TLSConfigError,)
     try:
         await broker.start()
     except store_errors as exc:
         raise StartupError(str(exc)) from None
     except OSError as exc:
         where = _address(args.host or "::", args.port)
-        if getattr(exc, "what", ""):  # broker.ListenError: the management API's port
-            where = f"{exc.host}:{exc.port} ({exc.what} API)"  # type: ignore[attr-defined]
+        what = getattr(exc, "what", "")  # broker.ListenError: another listener's port
+        if what:
+            kind = what if what == "TLS" else f"{what} API"
+            where = f"{exc.host}:{exc.port} ({kind})"  # type: ignore[attr-defined]
         if exc.errno == errno.EADDRINUSE:
             raise StartupError(f"cannot listen on {where}: address already in use") from None
         if exc.errno == errno.EACCES and exc.filename is None:

@@ -188,7 +188,7 @@ def _keys() -> list[ConfKey]:
         ConfKey("management.listener.ip", "management_host", ip_address),
         ConfKey("prometheus.tcp.port", "prometheus_port", cli.port_number),
         ConfKey("prometheus.tcp.ip", "prometheus_host", ip_address),
-    ] + _alarm_keys()
+    ] + _alarm_keys() + _tls_keys()
 
 
 def _relative_wins(old: Any, key: str, value: Any) -> Any:
@@ -278,3 +278,42 @@ def config_path(given: str | None, env: dict[str, str] | os._Environ[str]) -> st
     if not os.path.exists(path) and os.path.exists(path + ".conf"):
         return path + ".conf"
     return path
+
+
+def _tls_listener(old: Any, key: str, value: Any) -> Any:
+    if key == "listeners.ssl":  # listeners.ssl = none: no TLS listener, whatever else says
+        return NO_TLS
+    if old == NO_TLS:
+        return old
+    if old is not None and old != value:
+        raise ValueError("Leveret has one TLS listener: set one listeners.ssl.* key")
+    return value
+
+
+NO_TLS = (None, -1)  # listeners.ssl = none
+
+
+def _tls_keys() -> list[ConfKey]:
+    """The AMQPS listener (issue 14): rabbit.schema's listeners.ssl and ssl_options keys."""
+
+    def verify(text: str) -> str:
+        if text not in ("verify_peer", "verify_none"):
+            raise ValueError(f"'{text}' is not verify_peer or verify_none")
+        return text
+
+    def login_from(text: str) -> str:
+        if text not in ("distinguished_name", "common_name"):
+            raise ValueError(f"'{text}' is not distinguished_name or common_name (Leveret "
+                             "does not take subject_alternative_name)")
+        return text
+
+    return [
+        ConfKey("listeners.ssl", "tls_listener", none_only, _tls_listener),
+        ConfKey("listeners.ssl.*", "tls_listener", listener, _tls_listener),
+        ConfKey("ssl_options.certfile", "tls_cert", text_value),
+        ConfKey("ssl_options.keyfile", "tls_key", text_value),
+        ConfKey("ssl_options.cacertfile", "tls_ca", text_value),
+        ConfKey("ssl_options.verify", "tls_verify", verify),
+        ConfKey("ssl_options.fail_if_no_peer_cert", "tls_fail_if_no_peer_cert", boolean),
+        ConfKey("ssl_cert_login_from", "tls_login_from", login_from),
+    ]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 from pamqp.commands import INDEX_MAPPING
 
-from . import RABBITMQ_VERSION, __version__, frames, methods
+from . import RABBITMQ_VERSION, __version__, frames, methods, tls
 from .addresses import endpoint
 from .channel import Channel
 from .errors import (
@@ -128,6 +128,7 @@ class AMQPConnection:
         self.user = ""
         self.authz: Authorizer | None = None  # the user's permissions on the vhost, at open
         self.client_properties: dict[str, Any] = {}
+        self.auth_mechanism = "PLAIN"
         self.exclusive_queues: set[str] = set()
         self.peer = ""
         self.local = ""
@@ -437,7 +438,7 @@ class AMQPConnection:
                 version_major=0,
                 version_minor=9,
                 server_properties=server_properties(self.settings.cluster_name),
-                mechanisms="PLAIN AMQPLAIN",
+                mechanisms=tls.mechanisms(self),  # EXTERNAL with a verified client cert
                 locales="en_US",
             ),
         )
@@ -464,11 +465,19 @@ class AMQPConnection:
         if self.client_provided_name is not None:
             log.info("connection %s (%s) has a client-provided name: %s", self.pid, self.name,
                      self.client_provided_name, extra=self._log_fields())
-        user, password = self._credentials(m.mechanism, m.response)
-        reason = None
-        if user is None or self.server.access.authenticate(user, password or "") is None:
-            reason = f"user '{user or ''}' - invalid credentials"
-        elif user in self.settings.loopback_users and not self._local_is_loopback():
+        self.auth_mechanism = m.mechanism
+        if m.mechanism == "EXTERNAL":
+            user, reason = tls.external_login(self)  # the client certificate's name
+            if user is None and reason is None:
+                self._refuse_mechanism(m.mechanism)
+                return
+        else:
+            user, password = self._credentials(m.mechanism, m.response)
+            reason = None
+            if user is None or self.server.access.authenticate(user, password or "") is None:
+                reason = f"user '{user or ''}' - invalid credentials"
+        if reason is None and user in self.settings.loopback_users and \
+                not self._local_is_loopback():
             # rabbit_access_control:check_user_loopback: by the address the client reached
             reason = f"user '{user}' can only connect via localhost"
         if user is None or reason is not None:
@@ -489,6 +498,16 @@ class AMQPConnection:
             frame_max=self.settings.frame_max,
             heartbeat=self.settings.heartbeat,
         ))
+
+    def _refuse_mechanism(self, mechanism: str) -> None:
+        """A mechanism the server did not offer (EXTERNAL without a verified certificate):
+        rabbit_reader's command_invalid before tuning, logged, and the socket closed."""
+        log.error("Error on AMQP connection %s (%s, state: starting):\nCOMMAND_INVALID - "
+                  "invalid authentication mechanism '%s'", self.pid, self.log_name, mechanism,
+                  extra=self._log_fields())
+        self.state, self._close_logged = _CLOSED, True
+        if self.transport is not None:
+            self.transport.close()
 
     def _local_is_loopback(self) -> bool:
         """Whether the client reached us on a loopback address (RabbitMQ's rabbit_net:

@@ -21,6 +21,8 @@ from .settings import Settings
 from .vhost import VirtualHost
 
 if TYPE_CHECKING:
+    import ssl
+
     from .disk import DiskMonitor
     from .store import Store
 
@@ -59,6 +61,7 @@ class Server:
             settings.memory_calculation_strategy)
         self.disk: DiskMonitor | None = None  # the free disk space alarm, made at start
         self._listener: asyncio.base_events.Server | None = None
+        self._tls_listener: asyncio.base_events.Server | None = None
         self.listeners: list[Listener] = []  # every socket listening, AMQP first
         self._connection_numbers = itertools.count(1)
         # users, vhost records, permissions; the server follows its changes (access_changed)
@@ -172,7 +175,53 @@ class Server:
             except OSError:
                 pass
         self.listeners[:0] = [Listener("amqp", host, port) for host, port in self.addresses]
+        if self.settings.tls is not None:
+            try:
+                await self._start_tls()
+            except BaseException:
+                self._listener.close()
+                raise
         self._start_monitors()
+
+    async def _start_tls(self) -> None:
+        """The AMQPS listener (tls.py): the same protocol behind the loop's TLS transport."""
+        from . import tls
+
+        options = self.settings.tls
+        assert options is not None
+        context = tls.server_context(options)
+        host = options.host or self.settings.host
+        try:
+            await self._listen_tls(host, options.port, context)
+        except OSError as exc:
+            from .broker import ListenError
+
+            raise ListenError(exc.errno or 0, exc.strerror or str(exc), "TLS", host,
+                              options.port) from exc
+        at = sum(1 for x in self.listeners if x.protocol == "amqp")
+        self.listeners[at:at] = [Listener("amqp/ssl", h, p) for h, p in self.tls_addresses]
+
+    async def _listen_tls(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        from . import tls
+
+        sock = _bound_socket(host, port)
+        if sock is not None:
+            try:
+                self._tls_listener = await self.loop.create_server(
+                    lambda: Connection(self), sock=sock, ssl=context,
+                    ssl_handshake_timeout=tls.HANDSHAKE_TIMEOUT, backlog=1024)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            self._tls_listener = await self.loop.create_server(
+                lambda: Connection(self), host=host, port=port, reuse_address=True,
+                ssl=context, ssl_handshake_timeout=tls.HANDSHAKE_TIMEOUT, backlog=1024)
+        for listening in self._tls_listener.sockets:
+            try:
+                listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
 
     def _start_monitors(self) -> None:
         """The memory sampler and the disk monitor (memory.py, disk.py)."""
@@ -203,10 +252,20 @@ class Server:
         assert self._listener is not None
         return [tuple(s.getsockname()[:2]) for s in self._listener.sockets]  # type: ignore[misc]
 
+    @property
+    def tls_addresses(self) -> list[tuple[str, int]]:
+        """Where the AMQPS listener listens (none without TLS)."""
+        if self._tls_listener is None:
+            return []
+        return [tuple(s.getsockname()[:2])  # type: ignore[misc]
+                for s in self._tls_listener.sockets]
+
     async def stop(self, grace: float = 1.0) -> None:
         """Stop listening, close every client with 320 CONNECTION_FORCED, wait for them."""
         if self._listener is not None:
             self._listener.close()
+        if self._tls_listener is not None:
+            self._tls_listener.close()
         self.memory.stop()
         if self.disk is not None:
             self.disk.stop()
@@ -226,7 +285,10 @@ class Server:
         if self._listener is not None:
             await self._listener.wait_closed()
             self._listener = None
-        self.listeners = [x for x in self.listeners if x.protocol != "amqp"]
+        if self._tls_listener is not None:
+            await self._tls_listener.wait_closed()
+            self._tls_listener = None
+        self.listeners = [x for x in self.listeners if x.protocol not in ("amqp", "amqp/ssl")]
         if self.store is not None:
             self.store.close()
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tls import TLSOptions
 
 
 @dataclass
@@ -43,6 +47,9 @@ class Settings:
     # (rabbitmq.conf's disk_free_limit.relative); None: RabbitMQ's 50 MB with a data_dir, no
     # check without one (nothing is written)
     disk_free_limit: float | int | None = None
+    # the AMQPS listener (tls.py: certificate, key, CA, verify, fail_if_no_peer_cert, port);
+    # None: no TLS listener
+    tls: TLSOptions | None = None
     # with a data_dir: bytes of ready messages of durable queues kept in memory (bodies and
     # properties plus ~320 a message); past it they wait on disk and are read back in turn
     memory_budget: int = 128 * 1024 * 1024

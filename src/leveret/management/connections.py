@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from .. import tls
 from ..addresses import endpoint, host_text
 from .app import Context, not_found
 from .format import details, jsonable, millis, node_name, reply_list, timestamp
@@ -43,7 +44,7 @@ def connection_json(conn: Connection, api: Any) -> dict[str, Any]:
     (phost, pport), (host, port) = _ends(conn)
     props = jsonable(conn.client_properties)
     out = {
-        "auth_mechanism": "PLAIN",
+        "auth_mechanism": conn.auth_mechanism,
         "channel_max": conn.channel_max,
         "channels": len(conn.channels),
         "client_properties": props,
@@ -54,9 +55,6 @@ def connection_json(conn: Connection, api: Any) -> dict[str, Any]:
         "host": host,
         "name": connection_name(conn),
         "node": node_name(),
-        "peer_cert_issuer": None,
-        "peer_cert_subject": None,
-        "peer_cert_validity": None,
         "peer_host": phost,
         "peer_port": pport,
         "port": port,
@@ -70,11 +68,6 @@ def connection_json(conn: Connection, api: Any) -> dict[str, Any]:
         "send_oct": conn.send_oct,
         "send_oct_details": details(rates["send_oct"]),
         "send_pend": 0,
-        "ssl": False,
-        "ssl_cipher": None,
-        "ssl_hash": None,
-        "ssl_key_exchange": None,
-        "ssl_protocol": None,
         "state": "blocked" if conn.blocked else "running",
         "timeout": conn.heartbeat,
         "type": "network",
@@ -82,6 +75,7 @@ def connection_json(conn: Connection, api: Any) -> dict[str, Any]:
         "user_who_performed_action": conn.user,
         "vhost": conn.vhost.name if conn.vhost is not None else "",
     }
+    out.update(tls.connection_info(conn))  # ssl, ssl_*, peer_cert_*
     name = props.get("connection_name") if isinstance(props, dict) else None
     if isinstance(name, str):
         out["user_provided_name"] = name

@@ -56,6 +56,14 @@ def listeners(ctx: Context) -> list[dict[str, Any]]:
                                  "ip_address": listener.host, "port": listener.port}
         if listener.protocol.startswith("amqp"):
             entry["socket_opts"] = {"backlog": 1024, "nodelay": True}
+            tls = ctx.server.settings.tls
+            if listener.protocol == "amqp/ssl" and tls is not None:
+                # RabbitMQ lists the ssl_options with the socket options (file names only)
+                entry["socket_opts"].update({
+                    "certfile": tls.certfile, "keyfile": tls.keyfile,
+                    "cacertfile": tls.cacertfile, "verify": tls.verify,
+                    "fail_if_no_peer_cert": tls.fail_if_no_peer_cert,
+                    "versions": ["tlsv1.3", "tlsv1.2"]})
         else:
             entry["socket_opts"] = {"port": listener.port}
             if listener.protocol != "http":
