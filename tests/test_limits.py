@@ -159,6 +159,27 @@ def test_purge_and_delete_release_memory(small_broker):
         pub.close()
 
 
+def test_alarm_clears_when_memory_falls_after_the_blocked_publisher_left(small_broker):
+    """Nobody is blocked while the queue drains: the next publisher must not find a stale
+    alarm."""
+    fill_up(small_broker)
+    # a blocked connection is not read, so its close is not seen until a write fails: the
+    # heartbeats make one (RabbitMQ's reader waits for a heartbeat send failure too)
+    pub = raw_publisher(small_broker, heartbeat=1)
+    publish(pub, "heavy", b"tips the alarm")
+    assert isinstance(next_frame(pub), spec.Connection.Blocked)
+    [blocked] = small_broker.call(lambda: list(small_broker.broker._server.memory.blocked))
+    pub.close()
+    small_broker._result(small_broker._submit(asyncio.wait_for(blocked.closed.wait(), 20)))
+    assert len(drain_with_new_connection(small_broker)) == 2
+    second = raw_publisher(small_broker)
+    publish(second, "heavy", b"small")
+    second.send_method(1, spec.Queue.Declare(queue="heavy", passive=True))
+    ok = next_frame(second)
+    assert isinstance(ok, spec.Queue.DeclareOk) and ok.message_count == 1
+    second.close()
+
+
 def test_dead_lettering_moves_memory_to_the_target_queue(small_broker):
     conn = pika.BlockingConnection(pika.URLParameters(small_broker.url))
     ch = conn.channel()

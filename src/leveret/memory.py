@@ -112,10 +112,13 @@ class MemoryMonitor:
     def block(self, conn: AMQPConnection) -> None:
         """Called by a publish while an alarm is on, or when queued bodies alone are over the
         limit (then this is where the memory alarm is noticed)."""
-        if not self.alarmed:
+        if self.strategy == "queued":
+            # queues report falling usage only while someone is blocked: look again now
+            self._memory_alarm(self.used)
+        elif not self.alarmed:
             self._memory_alarm(max(self.used, self.process))
-            if not self.alarmed:
-                return
+        if not self.alarmed:
+            return
         if conn not in self.blocked:
             self.blocked.add(conn)
             conn.block(self.reason())
@@ -134,6 +137,8 @@ class MemoryMonitor:
     def forget(self, conn: AMQPConnection) -> None:
         """A connection is gone: it is no longer blocked."""
         self.blocked.discard(conn)
+        if not self.blocked:
+            self.check_release()  # queues only report falling usage while someone is blocked
 
     def _memory_alarm(self, used: int) -> None:
         """Set or clear the memory alarm for ``used`` bytes, with vm_memory_monitor's lines."""

@@ -229,6 +229,7 @@ def resource_figures(server: Any) -> dict[str, Any]:
 
     memory = server.memory
     if memory.strategy == "queued":
+        memory.check_release()  # usage may have fallen with nobody blocked to notice
         used = memory.used
     else:
         rss = resources.resident_memory()
