@@ -19,7 +19,8 @@ MODULES = list(_speedups.COMPILED_MODULES)
 # modules that import the compiled ones: each is imported first in a fresh process too
 ALSO = ["leveret.stream", "leveret.quorum", "leveret.direct_reply", "leveret.delayed",
         "leveret.store", "leveret.store.paging", "leveret.queue_types", "leveret.server",
-        "leveret.broker", "leveret.management", "leveret.deadletter", "leveret.ready"]
+        "leveret.broker", "leveret.management", "leveret.deadletter", "leveret.ready",
+        "leveret.handshake"]
 
 
 def _required() -> bool:

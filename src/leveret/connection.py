@@ -1,4 +1,5 @@
-"""One client connection: the socket protocol, handshake, tuning, heartbeats, channel mux.
+"""One client connection: the socket protocol, heartbeats, channel mux, closing (the
+handshake is in handshake.py).
 
 Reads land in a preallocated buffer (``asyncio.BufferedProtocol``); every complete frame of a
 read is split out in one codec call. Output of every channel goes into one ``bytearray`` that is
@@ -8,9 +9,7 @@ written once per event-loop turn.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import platform
 import struct
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands as spec
 from pamqp.commands import INDEX_MAPPING
 
-from . import RABBITMQ_VERSION, __version__, frames, methods, tls
+from . import frames, handshake
 from .addresses import endpoint
 from .channel import Channel
 from .errors import (
-    ACCESS_REFUSED,
     CHANNEL_ERROR,
     COMMAND_INVALID,
     CONNECTION_FORCED,
@@ -49,19 +47,26 @@ from .frames import (
     EV_REJECT,
     FrameError,
 )
+from .handshake import AWAIT_HEADER as _AWAIT_HEADER
+from .handshake import AWAIT_OPEN as _AWAIT_OPEN
+from .handshake import AWAIT_START_OK as _AWAIT_START_OK
+from .handshake import AWAIT_TUNE_OK as _AWAIT_TUNE_OK
+from .handshake import CLOSED as _CLOSED
+from .handshake import CLOSING as _CLOSING
+from .handshake import OPEN as _OPEN
+from .handshake import PROTOCOL_HEADER
+from .handshake import STATE_NAMES as _STATE_NAMES
 from .logs import pid_of
-from .permissions import Authorizer
 
 if TYPE_CHECKING:
-    from pamqp.common import FieldTable
 
     from .message import Message
+    from .permissions import Authorizer
     from .server import Server
     from .vhost import VirtualHost
 
 log = logging.getLogger("leveret.connection")
 
-PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 # The read buffer starts small, so an idle or unauthenticated connection costs a few KiB; it
 # doubles while reads fill it (up to _BUF_BUSY, or more while one frame needs more room) and
 # drops back once a read leaves nothing pending and was small for it.
@@ -76,22 +81,8 @@ READ_BUDGET = 16384
 _FRAME_SIZE = struct.Struct(">I")
 _BODY_FRAME_HEAD = struct.Struct(">BHI")  # frame type, channel, size
 
-# connection states
-_AWAIT_HEADER, _AWAIT_START_OK, _AWAIT_TUNE_OK, _AWAIT_OPEN, _OPEN, _CLOSING, _CLOSED = range(7)
-# RabbitMQ's names for them, as its log lines say "state: running"
-_STATE_NAMES = ("pre_init", "starting", "tuning", "opening", "running", "closing", "closed")
 
-SERVER_CAPABILITIES: FieldTable = {
-    "publisher_confirms": True,
-    "exchange_exchange_bindings": True,
-    "basic.nack": True,
-    "consumer_cancel_notify": True,
-    "connection.blocked": True,
-    "consumer_priorities": True,
-    "authentication_failure_close": True,
-    "per_consumer_qos": True,
-    "direct_reply_to": True,
-}
+
 
 
 class AMQPConnection:
@@ -431,17 +422,7 @@ class AMQPConnection:
             self._bad_header()
             return False
         self.start += 8
-        self.state = _AWAIT_START_OK
-        self.send_method(
-            0,
-            spec.Connection.Start(
-                version_major=0,
-                version_minor=9,
-                server_properties=server_properties(self.settings.cluster_name),
-                mechanisms=tls.mechanisms(self),  # EXTERNAL with a verified client cert
-                locales="en_US",
-            ),
-        )
+        handshake.send_start(self)
         return True
 
     def _bad_header(self) -> None:
@@ -459,126 +440,6 @@ class AMQPConnection:
                       self.log_name, stage, extra=self._log_fields())
             self.state, self._close_logged = _CLOSED, True
             self.transport.abort()
-
-    def _on_start_ok(self, m: spec.Connection.StartOk) -> None:
-        self.client_properties = m.client_properties or {}
-        if self.client_provided_name is not None:
-            log.info("connection %s (%s) has a client-provided name: %s", self.pid, self.name,
-                     self.client_provided_name, extra=self._log_fields())
-        self.auth_mechanism = m.mechanism
-        if m.mechanism == "EXTERNAL":
-            user, reason = tls.external_login(self)  # the client certificate's name
-            if user is None and reason is None:
-                self._refuse_mechanism(m.mechanism)
-                return
-        else:
-            user, password = self._credentials(m.mechanism, m.response)
-            reason = None
-            if user is None or self.server.access.authenticate(user, password or "") is None:
-                reason = f"user '{user or ''}' - invalid credentials"
-        if reason is None and user in self.settings.loopback_users and \
-                not self._local_is_loopback():
-            # rabbit_access_control:check_user_loopback: by the address the client reached
-            reason = f"user '{user}' can only connect via localhost"
-        if user is None or reason is not None:
-            text = (f"Login was refused using authentication mechanism {m.mechanism}. "
-                    "For details see the broker logfile.")
-            log.error("Error on AMQP connection %s (%s, state: starting):\n"
-                      "%s login refused: %s", self.pid, self.log_name, m.mechanism, reason,
-                      extra=self._log_fields())
-            if self.client_capability("authentication_failure_close"):
-                self.close_with_error(ACCESS_REFUSED, text, None)
-            else:
-                self._abort_later()
-            return
-        self.user = user
-        self.state = _AWAIT_TUNE_OK
-        self.send_method(0, spec.Connection.Tune(
-            channel_max=self.settings.channel_max,
-            frame_max=self.settings.frame_max,
-            heartbeat=self.settings.heartbeat,
-        ))
-
-    def _refuse_mechanism(self, mechanism: str) -> None:
-        """A mechanism the server did not offer (EXTERNAL without a verified certificate):
-        rabbit_reader's command_invalid before tuning, logged, and the socket closed."""
-        log.error("Error on AMQP connection %s (%s, state: starting):\nCOMMAND_INVALID - "
-                  "invalid authentication mechanism '%s'", self.pid, self.log_name, mechanism,
-                  extra=self._log_fields())
-        self.state, self._close_logged = _CLOSED, True
-        if self.transport is not None:
-            self.transport.close()
-
-    def _local_is_loopback(self) -> bool:
-        """Whether the client reached us on a loopback address (RabbitMQ's rabbit_net:
-        is_loopback looks at the socket's own address: 127.0.0.0/8, ::1, ::ffff:127.x)."""
-        local = self.transport.get_extra_info("sockname") if self.transport else None
-        if not isinstance(local, tuple):
-            return isinstance(local, str)  # a Unix socket is local by nature
-        try:
-            address = ipaddress.ip_address(local[0].split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return address.is_loopback
-
-    def _credentials(self, mechanism: str, response: Any) -> tuple[str | None, str | None]:
-        raw = response.encode("utf-8") if isinstance(response, str) else bytes(response or b"")
-        if mechanism == "PLAIN":
-            parts = raw.split(b"\x00")
-            if len(parts) != 3:
-                return None, None
-            return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
-        if mechanism == "AMQPLAIN":
-            # the response is a field table without its length prefix (bounded as any table)
-            try:
-                table = methods.decode_table_entries(raw)
-            except FrameError:
-                return None, None
-            login, password = table.get("LOGIN"), table.get("PASSWORD")
-            if isinstance(login, bytes):
-                login = login.decode("utf-8", "replace")
-            if isinstance(password, bytes):
-                password = password.decode("utf-8", "replace")
-            return (login if isinstance(login, str) else None,
-                    password if isinstance(password, str) else None)
-        return None, None
-
-    def _on_tune_ok(self, m: spec.Connection.TuneOk) -> None:
-        s = self.settings
-        _check_negotiated("frame_max", m.frame_max, s.frame_max, frames.FRAME_MIN_SIZE)
-        _check_negotiated("channel_max", m.channel_max, s.channel_max, 1)
-        frame_max = m.frame_max or s.frame_max
-        channel_max = m.channel_max or s.channel_max
-        self.frame_max = frame_max
-        self.channel_max = channel_max
-        self.heartbeat = m.heartbeat
-        self.state = _AWAIT_OPEN
-        log.debug("connection %s (%s): tuned frame_max %d, channel_max %d, heartbeat %d s",
-                  self.pid, self.log_name, frame_max, channel_max, m.heartbeat,
-                  extra=self._log_fields())
-        if self.heartbeat:
-            self._heartbeat_handle = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
-
-    def _on_open(self, m: spec.Connection.Open) -> None:
-        vhost = self.server.vhosts.get(m.virtual_host)
-        if vhost is None:
-            raise ConnectionError_(NOT_ALLOWED, f"vhost {m.virtual_host} not found")
-        if not self.server.access.can_access_vhost(self.user, m.virtual_host):
-            # rabbit_access_control:check_vhost_access
-            raise ConnectionError_(NOT_ALLOWED, f"access to vhost '{m.virtual_host}' refused "
-                                                f"for user '{self.user}'")
-        self.vhost = vhost
-        self.authz = Authorizer(self.server.access, self.user, vhost.name)
-        self.state = _OPEN
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-        self.send_method(0, spec.Connection.OpenOk())
-        log.info("connection %s (%s): user '%s' authenticated and granted access to vhost '%s'",
-                 self.pid, self.log_name, self.user, vhost.name, extra=self._log_fields())
-        self.server.connection_opened(self)
 
     def client_capability(self, name: str) -> bool:
         caps = self.client_properties.get("capabilities")
@@ -785,11 +646,11 @@ class AMQPConnection:
         if self.state >= _CLOSING:
             return
         if self.state == _AWAIT_START_OK and isinstance(method, spec.Connection.StartOk):
-            self._on_start_ok(method)
+            handshake.start_ok(self, method)
         elif self.state == _AWAIT_TUNE_OK and isinstance(method, spec.Connection.TuneOk):
-            self._on_tune_ok(method)
+            handshake.tune_ok(self, method)
         elif self.state == _AWAIT_OPEN and isinstance(method, spec.Connection.Open):
-            self._on_open(method)
+            handshake.open_vhost(self, method)
         elif self.state == _OPEN and isinstance(method, (spec.Connection.Blocked,
                                                          spec.Connection.Unblocked)):
             return
@@ -905,24 +766,6 @@ def _frame_at(buf: bytearray, pos: int, end: int) -> bool:
     return end - pos >= 7 and pos + 8 + _FRAME_SIZE.unpack_from(buf, pos + 3)[0] <= end
 
 
-def server_properties(cluster_name: str) -> FieldTable:
-    """connection.start's server properties: RabbitMQ's, with the RabbitMQ version Leveret
-    follows, so that clients take their RabbitMQ code paths (kombu picks RabbitMQ's QoS
-    semantics by ``product``, Spring Boot's health check reports ``version``); Leveret names
-    itself in ``platform``, ``information`` and ``leveret_version``."""
-    return {
-        "product": "RabbitMQ",
-        "version": RABBITMQ_VERSION,
-        "platform": f"Leveret {__version__} on Python {platform.python_version()}",
-        "copyright": "Leveret developers",
-        "information": f"Leveret {__version__}, an AMQP 0-9-1 broker in Python that stands in "
-                       f"for RabbitMQ {RABBITMQ_VERSION}",
-        "cluster_name": cluster_name,
-        "capabilities": SERVER_CAPABILITIES,
-        "leveret_version": __version__,
-    }
-
-
 def _method_name(ev: tuple) -> str:
     """``basic.publish``: the method an event belongs to, as RabbitMQ's log names it."""
     return _name_of(*_method_ids(ev))
@@ -931,19 +774,6 @@ def _method_name(ev: tuple) -> str:
 def _name_of(class_id: int, method_id: int) -> str:
     method: Any = INDEX_MAPPING.get(class_id << 16 | method_id)
     return method.name.lower() if method is not None else "none"
-
-
-def _check_negotiated(field: str, client: int, server: int, minimum: int) -> None:
-    """RabbitMQ's rabbit_reader:validate_negotiated_integer_value: a tune-ok value below the
-    minimum, or 0 ("no limit") or above the server's when the server has a limit, is refused
-    (530 naming connection.tune; RabbitMQ closes the socket without saying why, Leveret says)."""
-    if client and client < minimum:
-        raise ConnectionError_(NOT_ALLOWED, f"negotiated {field} = {client} is lower than the "
-                                            f"minimum allowed value ({minimum})", (10, 30))
-    if server and (client == 0 or client > server):
-        detail = " (no limit)" if field == "channel_max" and client == 0 else ""
-        raise ConnectionError_(NOT_ALLOWED, f"negotiated {field} = {client}{detail} is higher "
-                               f"than the maximum allowed value ({server})", (10, 30))
 
 
 def _method_ids(ev: tuple) -> tuple[int, int]:
