@@ -20,7 +20,7 @@ MODULES = list(_speedups.COMPILED_MODULES)
 ALSO = ["leveret.stream", "leveret.quorum", "leveret.direct_reply", "leveret.delayed",
         "leveret.store", "leveret.store.paging", "leveret.queue_types", "leveret.server",
         "leveret.broker", "leveret.management", "leveret.deadletter", "leveret.ready",
-        "leveret.handshake"]
+        "leveret.handshake", "leveret.channel_methods"]
 
 
 def _required() -> bool:

@@ -66,5 +66,5 @@ cdef class Channel:
     cpdef on_nack(self, tuple ev)
     cpdef on_reject(self, tuple ev)
     cpdef reject(self, object tag, bint multiple, bint requeue)
-    cdef _return_items(self, list items, bint requeue, str reason, bint explicit=*)
+    cpdef _return_items(self, list items, bint requeue, str reason, bint explicit=*)
     cpdef _kick(self)

@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands as spec
 
-from . import direct_reply, frames
+from . import channel_methods, direct_reply, frames
 from .ack_timeout import AckTimeouts
 from .acks import DeliveryTags, UnknownDeliveryTag
 from .confirms import Confirms
 from .errors import (
     ACCESS_REFUSED,
     NO_ROUTE,
-    NOT_ALLOWED,
     NOT_FOUND,
     NOT_IMPLEMENTED,
     PRECONDITION_FAILED,
@@ -28,7 +27,7 @@ from .errors import (
 )
 from .exchange import Exchange
 from .message import Entry, Message, message_of, redelivered_of
-from .permissions import CONFIGURE, READ, WRITE, Authorizer
+from .permissions import WRITE, Authorizer
 from .queue import Consumer, Queue
 from .queue_args import parse_expiration
 from .sender_selected import apply as apply_sender_selected
@@ -425,281 +424,10 @@ class Channel:
     # ------------------------------------------------------------------ rare methods
 
     def handle_method(self, method: Any) -> None:
-        handler = _HANDLERS.get(type(method))
+        handler = channel_methods.HANDLERS.get(type(method))
         if handler is None:
             raise ConnectionError_(
-                UNEXPECTED_FRAME if isinstance(method, _CONTENT_REPLIES) else 503,
-                f"unexpected method {method.name} on a channel",
+                UNEXPECTED_FRAME if isinstance(method, channel_methods.CONTENT_REPLIES)
+                else 503, f"unexpected method {method.name} on a channel",
             )
         handler(self, method)
-
-    def _queue_name(self, name: str) -> str:
-        """An empty queue name means the channel's last declared queue (rabbit_channel's
-        expand_queue_name_shortcut)."""
-        if not name:
-            name = self.last_queue
-            if not name:
-                raise ChannelError(NOT_FOUND, "no previously declared queue")
-        return name
-
-    def _queue(self, name: str) -> Queue:
-        return self.vhost.get_queue(self._queue_name(name), self.conn)
-
-    def _authorize_binding(self, dest_kind: str, dest: str, source: str,
-                           routing_key: str) -> None:
-        """rabbit_channel:binding_action's checks, before anything is looked up: write on the
-        destination, neither end the default exchange, read on the source, and the topic read
-        permission on the binding key when the source is a topic exchange."""
-        authz = self.authz
-        authz.check(WRITE, dest_kind, dest)
-        if source == "" or (dest_kind == "exchange" and dest == ""):
-            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
-        authz.check(READ, "exchange", source)
-        src = self.vhost.exchanges.get(source)
-        if src is not None and src.kind == "topic":
-            authz.check_topic(READ, source, routing_key)
-
-    def _channel_flow(self, m: spec.Channel.Flow) -> None:
-        if not m.active:
-            raise ConnectionError_(NOT_IMPLEMENTED, "active=false")
-        self.send(spec.Channel.FlowOk(active=True))
-
-    def _exchange_declare(self, m: spec.Exchange.Declare) -> None:
-        self.vhost.declare_exchange(m.exchange, m.exchange_type, m.passive, m.durable,
-                                    m.auto_delete, m.internal, m.arguments or {}, self.authz)
-        if not m.nowait:
-            self.send(spec.Exchange.DeclareOk())
-
-    def _exchange_delete(self, m: spec.Exchange.Delete) -> None:
-        self.vhost.delete_exchange(m.exchange, m.if_unused, self.authz)
-        if not m.nowait:
-            self.send(spec.Exchange.DeleteOk())
-
-    def _exchange_bind(self, m: spec.Exchange.Bind) -> None:
-        self._authorize_binding("exchange", m.destination, m.source, m.routing_key)
-        dest = self.vhost.get_exchange(m.destination)
-        src = self.vhost.get_exchange(m.source)
-        self.vhost.bind(src, dest, m.routing_key, m.arguments)
-        if not m.nowait:
-            self.send(spec.Exchange.BindOk())
-
-    def _exchange_unbind(self, m: spec.Exchange.Unbind) -> None:
-        self._authorize_binding("exchange", m.destination, m.source, m.routing_key)
-        # a source or destination that no longer exists: unbind-ok, as RabbitMQ answers
-        dest = self.vhost.exchanges.get(m.destination)
-        src = self.vhost.exchanges.get(m.source)
-        if src is not None and dest is not None:
-            self.vhost.unbind(src, dest, m.routing_key, m.arguments)
-        if not m.nowait:
-            self.send(spec.Exchange.UnbindOk())
-
-    def _queue_declare(self, m: spec.Queue.Declare) -> None:
-        if m.queue.startswith(direct_reply.REPLY_QUEUE):
-            direct_reply.declare(self, m)
-            return
-        q, _ = self.vhost.declare_queue(m.queue, self.conn, m.passive, m.durable, m.exclusive,
-                                        m.auto_delete, m.arguments or {}, self.authz)
-        self.last_queue = q.name
-        if q.exclusive_owner is self.conn and q.name not in self.conn.exclusive_queues:
-            self.conn.exclusive_queues.add(q.name)
-        if not m.nowait:
-            messages, consumers = q.declare_ok_counts()
-            # not pamqp's DeclareOk: it refuses names RabbitMQ takes ("f{", "ключ")
-            conn = self.conn
-            frames.encode_queue_declare_ok(conn.out, self.id, q.name, messages, consumers)
-            conn.want_flush()
-
-    def _queue_bind(self, m: spec.Queue.Bind) -> None:
-        direct_reply.refuse_binding(m.queue)
-        name = self._queue_name(m.queue)
-        routing_key = m.routing_key if (m.queue or m.routing_key) else name
-        self._authorize_binding("queue", name, m.exchange, routing_key)
-        q = self._queue(name)
-        ex = self.vhost.get_exchange(m.exchange)
-        self.vhost.bind(ex, q, routing_key, m.arguments)
-        if not m.nowait:
-            self.send(spec.Queue.BindOk())
-
-    def _queue_unbind(self, m: spec.Queue.Unbind) -> None:
-        direct_reply.refuse_binding(m.queue)
-        name = self._queue_name(m.queue)
-        routing_key = m.routing_key if (m.queue or m.routing_key) else name
-        self._authorize_binding("queue", name, m.exchange, routing_key)
-        # a queue or exchange that no longer exists (an auto-delete queue already gone) is
-        # unbind-ok, as RabbitMQ answers it; aio-pika's RPC teardown relies on that
-        ex = self.vhost.exchanges.get(m.exchange)
-        if name in self.vhost.queues and ex is not None:
-            self.vhost.unbind(ex, self._queue(name), routing_key, m.arguments)
-        self.send(spec.Queue.UnbindOk())
-
-    def _queue_purge(self, m: spec.Queue.Purge) -> None:
-        name = self._queue_name(m.queue)
-        self.authz.check(READ, "queue", name)
-        q = self._queue(name)
-        q.check_purge()  # a stream refuses it
-        count = q.purge()
-        if not m.nowait:
-            self.send(spec.Queue.PurgeOk(message_count=count))
-
-    def _queue_delete(self, m: spec.Queue.Delete) -> None:
-        name = self._queue_name(m.queue)
-        self.authz.check(CONFIGURE, "queue", name)
-        count = 0
-        if name in self.vhost.queues:
-            q = self._queue(name)
-            count = self.vhost.delete_queue(q, m.if_unused, m.if_empty)
-        if not m.nowait:
-            self.send(spec.Queue.DeleteOk(message_count=count))
-
-    def _basic_qos(self, m: spec.Basic.Qos) -> None:
-        if m.prefetch_size:
-            raise ConnectionError_(NOT_IMPLEMENTED, f"prefetch_size!=0 ({m.prefetch_size})")
-        if m.global_:
-            self.prefetch_channel = m.prefetch_count
-        else:
-            self.prefetch_consumer = m.prefetch_count
-            # RabbitMQ lifts the channel-wide limit too (rabbit_channel: unlimit_prefetch), so a
-            # per-consumer qos must come before a global one to have both (/docs/consumer-prefetch)
-            self.prefetch_channel = 0
-        self.send(spec.Basic.QosOk())
-        self._kick()
-
-    def _basic_consume(self, m: spec.Basic.Consume) -> None:
-        if m.queue == direct_reply.REPLY_QUEUE:
-            direct_reply.consume(self, m)
-            return
-        if m.consumer_tag and m.consumer_tag in self.consumers:
-            raise ConnectionError_(NOT_ALLOWED, f"attempt to reuse consumer tag "
-                                                f"'{m.consumer_tag}'")
-        name = self._queue_name(m.queue)
-        self.authz.check(READ, "queue", name)
-        q = self._queue(name)
-        tag = m.consumer_tag or Consumer.new_tag()
-        arguments = m.arguments or {}
-        q.check_consume(self, m.no_ack, m.exclusive, arguments)  # exclusivity, stream rules
-        consumer = Consumer(self, q, tag, m.no_ack, m.exclusive, self.prefetch_consumer,
-                            arguments)
-        self.consumers[tag] = consumer
-        if not m.nowait:
-            self.send(spec.Basic.ConsumeOk(consumer_tag=tag))
-        q.add_consumer(consumer)
-
-    def _basic_cancel(self, m: spec.Basic.Cancel) -> None:
-        # pamqp types it Optional for its constructor; decoded from the wire it is a str
-        assert m.consumer_tag is not None
-        if self.reply_consumer is not None and m.consumer_tag == self.reply_consumer.tag:
-            direct_reply.cancel(self, m)
-            return
-        consumer = self.consumers.pop(m.consumer_tag, None)
-        if not m.nowait:
-            self.send(spec.Basic.CancelOk(consumer_tag=m.consumer_tag))
-        if consumer is not None:
-            consumer.queue.remove_consumer(consumer)
-
-    def _basic_get(self, m: spec.Basic.Get) -> None:
-        name = self._queue_name(m.queue)
-        self.authz.check(READ, "queue", name)
-        q = self._queue(name)
-        entry = q.get()
-        if entry is None:
-            self.stat_get_empty += 1
-            q.stat_get_empty += 1
-            self.send(spec.Basic.GetEmpty())
-            return
-        if m.no_ack:
-            tag = self.tags.next_tag()
-            self.stat_get_no_ack += 1
-            q.stat_get_no_ack += 1
-        else:
-            # outside any prefetch limit: RabbitMQ does not count basic.get against basic.qos
-            tag = self.tags.push((q, entry, None))
-            q.unacked += 1
-            if self.ack_timeouts.idle:
-                self.ack_timeouts.start(q)
-            self.stat_get += 1
-            q.stat_get += 1
-        if entry.redelivered:
-            self.stat_redeliver += 1
-            q.stat_redeliver += 1
-        msg = entry.message
-        conn = self.conn
-        frames.encode_get_ok(conn.out, self.id, tag, entry.redelivered, msg.exchange,
-                             msg.routing_key, q.message_count, msg.raw_props, msg.body,
-                             conn.frame_max)
-        conn.want_flush()
-        if m.no_ack:
-            q.settled(entry)
-
-    def _basic_recover(self, m: Any) -> None:
-        if not m.requeue:
-            raise ConnectionError_(NOT_IMPLEMENTED, "requeue=false")
-        items = self.tags.pop_all()
-        self.unacked = 0
-        self._return_items(items, True, "", explicit=True)
-        if isinstance(m, spec.Basic.Recover):
-            self.send(spec.Basic.RecoverOk())
-
-    def _confirm_select(self, m: spec.Confirm.Select) -> None:
-        if self.tx is not None:
-            raise ChannelError(PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
-        if self.confirms is None:
-            self.confirms = Confirms()
-        if not m.nowait:
-            self.send(spec.Confirm.SelectOk())
-
-    def _tx_select(self, m: spec.Tx.Select) -> None:
-        if self.confirms is not None:
-            raise ChannelError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode")
-        if self.tx is None:
-            self.tx = []
-        self.send(spec.Tx.SelectOk())
-
-    def _tx_commit(self, m: spec.Tx.Commit) -> None:
-        if self.tx is None:
-            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
-        pending, self.tx = self.tx, []
-        self._tx_settled.clear()
-        for op in pending:
-            if op[0] == "publish":
-                if op[1].deleted:
-                    raise ChannelError(NOT_FOUND, f"no exchange '{op[1].name}' in vhost "
-                                                  f"'{self.vhost.name}'")
-                self.publish(op[1], op[2], op[3])
-            elif op[0] == "ack":
-                self.ack(op[1], op[2])
-            else:
-                self.reject(op[1], op[2], op[3])
-        self.send(spec.Tx.CommitOk())
-
-    def _tx_rollback(self, m: spec.Tx.Rollback) -> None:
-        if self.tx is None:
-            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
-        self.tx = []
-        self._tx_settled.clear()
-        self.send(spec.Tx.RollbackOk())
-
-
-_CONTENT_REPLIES = (spec.Basic.Deliver, spec.Basic.GetOk, spec.Basic.Return)
-
-_HANDLERS: dict[type, Any] = {
-    spec.Channel.Flow: Channel._channel_flow,
-    spec.Exchange.Declare: Channel._exchange_declare,
-    spec.Exchange.Delete: Channel._exchange_delete,
-    spec.Exchange.Bind: Channel._exchange_bind,
-    spec.Exchange.Unbind: Channel._exchange_unbind,
-    spec.Queue.Declare: Channel._queue_declare,
-    spec.Queue.Bind: Channel._queue_bind,
-    spec.Queue.Unbind: Channel._queue_unbind,
-    spec.Queue.Purge: Channel._queue_purge,
-    spec.Queue.Delete: Channel._queue_delete,
-    spec.Basic.Qos: Channel._basic_qos,
-    spec.Basic.Consume: Channel._basic_consume,
-    spec.Basic.Cancel: Channel._basic_cancel,
-    spec.Basic.Get: Channel._basic_get,
-    spec.Basic.Recover: Channel._basic_recover,
-    spec.Basic.RecoverAsync: Channel._basic_recover,
-    spec.Confirm.Select: Channel._confirm_select,
-    spec.Tx.Select: Channel._tx_select,
-    spec.Tx.Commit: Channel._tx_commit,
-    spec.Tx.Rollback: Channel._tx_rollback,
-}
