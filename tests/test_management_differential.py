@@ -140,6 +140,18 @@ def test_same_fields_and_types(both, path):
     assert_same_shape(r_ours.json(), r_theirs.json(), path, ignore)
 
 
+def _first_listed(api: Any, path: str, timeout: float = 20.0) -> Any:
+    """The first item of a list RabbitMQ fills as its stats agents report (every 5 s): a
+    connection opened a moment ago may not be listed yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = api.json("GET", path)
+        if items or time.monotonic() > deadline:
+            assert items, f"{path} stayed empty"
+            return items[0]
+        time.sleep(0.5)
+
+
 def test_one_connection_one_channel_and_the_rest_have_the_same_fields(both):
     """Paths whose names differ per broker (a connection is named by its ports), and the
     per-vhost and per-user forms of the lists."""
@@ -148,7 +160,7 @@ def test_one_connection_one_channel_and_the_rest_have_the_same_fields(both):
     for kind in ("connections", "channels"):
         names = []
         for api in (ours, theirs):
-            item = api.json("GET", f"/api/vhosts/{Q}/{kind}")[0]
+            item = _first_listed(api, f"/api/vhosts/{Q}/{kind}")
             names.append(urllib.parse.quote(item["name"], safe=""))
         mine, rabbits = (ours.get(f"/api/{kind}/{names[0]}"),
                          theirs.get(f"/api/{kind}/{names[1]}"))
