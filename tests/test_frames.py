@@ -376,6 +376,24 @@ def test_a_budget_stops_before_the_frame_that_starts_past_it(codec, stream, budg
     assert end == len(raw) and events + rest == whole
 
 
+@pytest.mark.parametrize("size", [0, 1, 32768, 131064])
+def test_a_body_buffer_is_read_into_and_becomes_the_body(codec, size):
+    """body_buffer: room a socket reads a large payload into (a writable view), finish_body:
+    the bytes of it. The compiled twin reads into the bytes object itself."""
+    body, view = codec.body_buffer(size)
+    data = _bytes_of(size)
+    view[:size] = data
+    view.release()
+    done = codec.finish_body(body)
+    assert type(done) is bytes and done == data
+    with pytest.raises(ValueError):
+        codec.body_buffer(-1)
+
+
+def _bytes_of(size: int) -> bytes:
+    return bytes((i * 7 + 3) & 0xFF for i in range(size))
+
+
 @FAST
 @given(frame_streams())
 def test_compiled_and_pure_agree(stream):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import time
 
 import aio_pika
 import pika
@@ -86,6 +87,61 @@ def test_messages_trickled_in_odd_pieces(broker):
         pos += n
         i += 1
     assert _drain(broker, queue, len(bodies)) == bodies
+    client.close()
+
+
+def _reading_in_place(broker) -> bool:
+    """Is a connection of the (embedded) broker reading a body frame's payload in place?"""
+    server = broker.broker._server
+    return broker._call(lambda: any(c._body is not None for c in server.connections))
+
+
+def _await_in_place(broker) -> None:
+    deadline = time.monotonic() + 10
+    while not _reading_in_place(broker):
+        assert time.monotonic() < deadline, "the broker never read the body in place"
+        time.sleep(0.01)
+
+
+def _body_frame_parts(routing_key: str, body: bytes) -> tuple[bytes, bytes]:
+    """A publish of one body frame, as (everything up to its payload, the payload + 0xCE)."""
+    whole = _publish_frames(routing_key, body)
+    cut = len(whole) - len(body) - 1
+    return whole[:cut], whole[cut:]
+
+
+@pytest.mark.leveret_only
+@pytest.mark.parametrize("first", [0, 1000, 40000, 70000], ids=lambda n: f"{n}-first")
+def test_a_large_body_is_read_in_place_whole(broker, first):
+    """A body frame of 32 KiB or more whose payload has not all arrived is read straight into
+    the message; the bytes already read (none, some, all but the frame-end octet) go first."""
+    queue = f"read-in-place-{first}"
+    client = _raw_publisher(broker, queue)
+    client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    body = _body(70000, first)
+    head, rest = _body_frame_parts(queue, body)
+    client.send(head + rest[:first])
+    _await_in_place(broker)
+    for off in range(first, len(rest), 9000):  # the rest in pieces, the frame end last
+        client.send(rest[off : off + 9000])
+    tail = _body(5, 99)
+    client.send(_publish_frames(queue, tail))
+    assert _drain(broker, queue, 2) == [body, tail]
+    assert not _reading_in_place(broker)
+    client.close()
+
+
+@pytest.mark.leveret_only
+def test_a_body_read_in_place_with_a_bad_frame_end_is_a_frame_error(broker):
+    queue = "read-in-place-bad-end"
+    client = _raw_publisher(broker, queue)
+    body = _body(50000, 7)
+    head, rest = _body_frame_parts(queue, body)
+    client.send(head + rest[:100])
+    _await_in_place(broker)
+    client.send(rest[100:-1] + b"\x00")  # the payload, then not 0xCE
+    _, close = client.recv_until(spec.Connection.Close)
+    assert close.reply_code == 501 and "frame end" in close.reply_text
     client.close()
 
 

@@ -24,10 +24,12 @@ from leveret._frames_py import HEARTBEAT_FRAME, encode_properties, encode_table
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
+    object PyMemoryView_FromMemory(char* mem, Py_ssize_t size, int flags)
+    int PyBUF_WRITE
 
 __all__ = [
     "split_frames", "decode_properties", "encode_properties", "encode_table", "encode_deliver",
-    "encode_deliver_head",
+    "encode_deliver_head", "body_buffer", "finish_body",
     "encode_get_ok", "encode_return", "encode_ack", "encode_nack", "encode_heartbeat",
     "HEARTBEAT_FRAME", "FrameError",
 ]
@@ -732,3 +734,22 @@ def encode_nack(bytearray out, uint16_t channel, uint64_t delivery_tag, bint mul
 def encode_heartbeat(bytearray out):
     """Append a heartbeat frame to ``out``."""
     out += HEARTBEAT_FRAME
+
+
+# ------------------------------------------------------------------ large bodies, read in place
+
+def body_buffer(Py_ssize_t size):
+    """``(body, view)``: a new bytes object of ``size`` bytes for a large body frame's payload,
+    and a writable view of it that the socket reads into, so that the payload is copied from
+    the kernel straight into the message's bytes. The view holds no reference: keep ``body``
+    while it lives, release it once the payload is in, and use ``body`` only after that
+    (``finish_body``); until then nothing else has seen the object."""
+    if size < 0:
+        raise ValueError("negative size")
+    body = PyBytes_FromStringAndSize(NULL, size)
+    return body, PyMemoryView_FromMemory(PyBytes_AS_STRING(body), size, PyBUF_WRITE)
+
+
+def finish_body(body):
+    """The body ``body_buffer`` made, complete: the bytes object itself."""
+    return body

@@ -54,6 +54,8 @@ __all__ = [
     "encode_properties",
     "encode_deliver",
     "encode_deliver_head",
+    "body_buffer",
+    "finish_body",
     "encode_get_ok",
     "encode_return",
     "encode_ack",
@@ -553,3 +555,18 @@ HEARTBEAT_FRAME = bytes((FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END))
 def encode_heartbeat(out: bytearray) -> None:
     """Append a heartbeat frame to ``out``."""
     out += HEARTBEAT_FRAME
+
+
+def body_buffer(size: int) -> tuple[bytearray, memoryview]:
+    """``(body, view)``: room for a large body frame's payload and a writable view of it that
+    the socket reads into (the compiled twin gives a bytes object read in place; here a
+    bytearray, turned into bytes by ``finish_body``)."""
+    if size < 0:
+        raise ValueError("negative size")
+    body = bytearray(size)
+    return body, memoryview(body)
+
+
+def finish_body(body: bytearray) -> bytes:
+    """The payload ``body_buffer`` made room for, complete, as bytes."""
+    return bytes(body)

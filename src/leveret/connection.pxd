@@ -10,7 +10,7 @@ from leveret.channel cimport Channel
 cdef int _AWAIT_HEADER, _AWAIT_START_OK, _AWAIT_TUNE_OK, _AWAIT_OPEN, _OPEN, _CLOSING, _CLOSED
 cdef int EV_ACK, EV_BODY, EV_ERROR, EV_HEADER, EV_HEARTBEAT, EV_METHOD, EV_NACK, EV_PUBLISH
 cdef int EV_REJECT
-cdef Py_ssize_t READ_BUDGET, _BUF_MIN, _BUF_BUSY
+cdef Py_ssize_t READ_BUDGET, _BUF_MIN, _BUF_BUSY, DIRECT_BODY
 
 
 cdef class AMQPConnection:
@@ -22,6 +22,9 @@ cdef class AMQPConnection:
     cdef public bint _grow, _yielded
     cdef public bytearray out
     cdef public list _pieces
+    cdef public object _body, _body_view
+    cdef public Py_ssize_t _body_fill
+    cdef public int _body_channel
     cdef public bint writable, _flush_scheduled
     cdef public set _confirm_channels
     cdef public Py_ssize_t frame_max

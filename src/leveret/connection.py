@@ -24,6 +24,7 @@ from .errors import (
     CHANNEL_ERROR,
     COMMAND_INVALID,
     CONNECTION_FORCED,
+    FRAME_ERROR,
     HARD_ERRORS,
     INTERNAL_ERROR,
     NOT_ALLOWED,
@@ -78,6 +79,8 @@ _BUF_BUSY = 65536
 # one reader from hogging the node (rabbitmq.com/docs/flow-control). 16 KiB of small messages
 # is about a millisecond of work.
 READ_BUDGET = 16384
+# body frames at least this large (payload bytes) are read straight into the message's bytes
+DIRECT_BODY = 32768
 _FRAME_SIZE = struct.Struct(">I")
 _BODY_FRAME_HEAD = struct.Struct(">BHI")  # frame type, channel, size
 
@@ -101,6 +104,12 @@ class AMQPConnection:
         self.end = 0
         self._grow = False  # the last read filled the buffer: offer more room next time
         self._yielded = False  # bytes beyond READ_BUDGET wait for the next loop turn
+        # a large body frame whose payload is read in place (_read_direct): its bytes, a
+        # writable view of them while reading, how much is in, its channel
+        self._body: Any = None
+        self._body_view: memoryview | None = None
+        self._body_fill = 0
+        self._body_channel = 0
         self.out = bytearray()
         # what goes out before ``out``: earlier output buffers and the large bodies between
         # them, written from the messages themselves (write_body), all in one writelines
@@ -218,6 +227,7 @@ class AMQPConnection:
         else:
             self._log_closing()  # after an error we sent, or a close either side began
         self.state = _CLOSED
+        self._end_body_view()
         self.server.connections.discard(self)
         for timer in (self._heartbeat_handle, self._handshake_timer, self._close_timer):
             if timer is not None:
@@ -246,6 +256,9 @@ class AMQPConnection:
             ch.writable_again()
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        body_view = self._body_view
+        if body_view is not None:  # a large body frame's payload: read into the message
+            return body_view[self._body_fill :]
         size = len(self.buf)
         if self._grow or size - self.end < size // 4:
             self._make_room()
@@ -275,6 +288,9 @@ class AMQPConnection:
         self.start, self.end = 0, pending
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._body_view is not None:
+            self._body_read(nbytes)
+            return
         self.end += nbytes
         filled = self.end == len(self.buf)
         self._grow = filled
@@ -293,6 +309,48 @@ class AMQPConnection:
             if size > _BUF_MIN and not filled and nbytes * 8 <= size:
                 self._resize(_BUF_MIN)  # a small read drained the socket: traffic is light
 
+    def _body_read(self, nbytes: int) -> None:
+        """Bytes of a large body frame's payload arrived, in place (see _read_direct)."""
+        self._body_fill += nbytes
+        self.recv_oct += nbytes
+        self.recv_cnt += 1
+        self.last_read = time.monotonic()
+        if self._body_fill == len(self._body):
+            self._end_body_view()  # the frame-end octet comes next, into the read buffer
+
+    def _end_body_view(self) -> None:
+        if self._body_view is not None:
+            self._body_view.release()
+            self._body_view = None
+
+    def _read_direct(self, end: int) -> None:
+        """The next frame is a large body frame not yet complete: read the rest of its payload
+        straight into the message's bytes (frames.body_buffer), not into the read buffer, so
+        the body is copied once between the sockets; the bytes already here move there."""
+        start = self.start
+        size = _FRAME_SIZE.unpack_from(self.buf, start + 3)[0]
+        have = end - start - 7
+        self._body, self._body_view = frames.body_buffer(size)
+        self._body_view[0:have] = self.view[start + 7 : end]
+        self._body_fill = have
+        self._body_channel = (self.buf[start + 1] << 8) | self.buf[start + 2]
+        self.start = self.end = 0
+        if have == size:
+            self._end_body_view()
+
+    def _body_frame_end(self, start: int, end: int) -> int:
+        """The payload read in place is complete: check its frame-end octet and hand the body
+        on as the codec would have; returns where the next frame starts (-1: not here yet)."""
+        if start == end:
+            return -1
+        if self.buf[start] != 0xCE:
+            raise FrameError(FRAME_ERROR, "frame end octet is not 0xCE")
+        body = frames.finish_body(self._body)
+        self._body = None
+        self.start = start + 1
+        self._handle_events([(EV_BODY, self._body_channel, body)])
+        return start + 1
+
     def _read_slice(self) -> None:
         """Handle the complete frames that start within the next READ_BUDGET bytes; if more
         complete frames wait, stop reading and handle them next loop turn (a partial frame
@@ -305,11 +363,19 @@ class AMQPConnection:
                 if not self._read_protocol_header():
                     return
                 start = self.start
+            if self._body is not None:
+                start = self._body_frame_end(start, end)
+                if start < 0:
+                    return
             events, self.start = frames.split_frames(self.buf, start, end, self.frame_max,
                                                      READ_BUDGET)
             more = _frame_at(self.buf, self.start, end)
             if events:
                 self._handle_events(events)
+            if (not more and self.state == _OPEN and end - self.start >= 7
+                    and self.buf[self.start] == 3 and not self._yielded
+                    and _FRAME_SIZE.unpack_from(self.buf, self.start + 3)[0] >= DIRECT_BODY):
+                self._read_direct(end)
         except ConnectionError_ as exc:
             self.close_with_error(exc.code, exc.text, getattr(exc, "method", "none"),
                                   getattr(exc, "channel", 0), exc.method_ids or (0, 0))
