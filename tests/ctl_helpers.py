@@ -5,6 +5,7 @@ made alike."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -52,8 +53,15 @@ def leveret_ctl(*args: str, url: str = RABBITMQ_MANAGEMENT, program: str | None 
     return run([program or leveret_ctl_path(), "--management-url", url, *args], stdin, env)
 
 
+# a line RabbitMQ's CLI logs on its own at times, not part of the command's output
+# ("18:11:43.844 [warning] Failed to set permissions for 'x': the user does not exist")
+_CLI_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \[\w+\] .*\n", re.M)
+
+
 def rabbitmqctl(*args: str, stdin: str | None = None) -> Run:
-    return run([rabbitmq_tool("rabbitmqctl"), *args], stdin)
+    out = run([rabbitmq_tool("rabbitmqctl"), *args], stdin)
+    return dataclasses.replace(out, out=_CLI_LOG_LINE.sub("", out.out),
+                               err=_CLI_LOG_LINE.sub("", out.err))
 
 
 def rabbitmq_diagnostics(*args: str) -> Run:

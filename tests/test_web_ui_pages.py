@@ -262,14 +262,22 @@ def test_a_management_user_sees_its_vhost_and_no_node(ui, broker, amqp):
 
 def tab_to(ui: UI, matches, limit: int = 60):
     """Press Tab until the focused element ``matches`` (a person's keyboard, no mouse)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     for _ in range(limit):
         ActionChains(ui.d).send_keys(Keys.TAB).perform()
-        el = ui.d.switch_to.active_element
-        if matches(el):
-            return el
+        for _attempt in range(5):
+            # the list's refresh may redraw the focused element while it is looked at: look
+            # at whatever has the focus again
+            el = ui.d.switch_to.active_element
+            try:
+                if matches(el):
+                    return el
+                break
+            except StaleElementReferenceException:
+                continue
     raise AssertionError("never reached by Tab")
 
 
