@@ -10,7 +10,8 @@ from leveret.channel cimport Channel
 cdef int _AWAIT_HEADER, _AWAIT_START_OK, _AWAIT_TUNE_OK, _AWAIT_OPEN, _OPEN, _CLOSING, _CLOSED
 cdef int EV_ACK, EV_BODY, EV_ERROR, EV_HEADER, EV_HEARTBEAT, EV_METHOD, EV_NACK, EV_PUBLISH
 cdef int EV_REJECT
-cdef Py_ssize_t READ_BUDGET, _BUF_MIN, _BUF_BUSY, DIRECT_BODY
+cdef Py_ssize_t READ_BUDGET, _BUF_MIN, _BUF_BUSY, DIRECT_BODY, PACE_BELOW
+cdef double PACE_RATE, PACE_WINDOW
 
 
 cdef class AMQPConnection:
@@ -39,7 +40,7 @@ cdef class AMQPConnection:
     cdef public str peer, local
     cdef public object number, pid
     cdef public bint _accepted_logged, _close_logged
-    cdef public double last_read
+    cdef public double last_read, read_rate
     cdef public bint _wrote_since_tick
     cdef public object _heartbeat_handle, _handshake_timer, _close_timer
     cdef public bint blocked
@@ -52,6 +53,8 @@ cdef class AMQPConnection:
     cdef void _read_slice(self) except *
     @cython.locals(ch=Channel, kind=int, ch_id=int, ev=tuple)
     cdef void _handle_events(self, list events) except *
+    @cython.locals(weight=double)
+    cdef bint _paced(self, Py_ssize_t nbytes, double elapsed) except -1
     cpdef want_flush(self)
     @cython.locals(chunk=Py_ssize_t, size=Py_ssize_t, off=Py_ssize_t, n=Py_ssize_t,
                    out=bytearray)

@@ -81,6 +81,19 @@ _BUF_BUSY = 65536
 READ_BUDGET = 16384
 # body frames at least this large (payload bytes) are read straight into the message's bytes
 DIRECT_BODY = 32768
+# Read pacing. A client writing a few small messages per send() as fast as it can, to a broker
+# that keeps up with it, gets read a few messages at a time: every send wakes the broker, every
+# read frees room that wakes the client, every delivery written wakes the consumer. On this
+# 2-core machine that lockstep cost no-ack throughput 2-3x (perf/README.md, read pacing). So a
+# read smaller than PACE_BELOW bytes from a connection that has been sending faster than
+# PACE_RATE bytes/s (averaged over about PACE_WINDOW seconds) leaves its socket unread for one
+# timer tick (PACE_DELAY): what it sends meanwhile is read in one go, a few KiB later. A client
+# below that rate (10k small messages/s is ~1 MB/s), or sending larger writes, is never paced,
+# so it keeps its latency; a paced one waits at most PACE_DELAY more.
+PACE_BELOW = 1024
+PACE_RATE = 8e6
+PACE_WINDOW = 0.001
+PACE_DELAY = 0.001
 _FRAME_SIZE = struct.Struct(">I")
 _BODY_FRAME_HEAD = struct.Struct(">BHI")  # frame type, channel, size
 
@@ -137,6 +150,7 @@ class AMQPConnection:
         self._accepted_logged = False
         self._close_logged = False
         self.last_read = time.monotonic()
+        self.read_rate = 0.0  # bytes/s read lately (_paced)
         self._wrote_since_tick = False
         self._heartbeat_handle: asyncio.TimerHandle | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -296,7 +310,9 @@ class AMQPConnection:
         self._grow = filled
         self.recv_oct += nbytes
         self.recv_cnt += 1
-        self.last_read = time.monotonic()
+        now = time.monotonic()
+        elapsed = now - self.last_read
+        self.last_read = now
         if self.state == _CLOSED:
             # after close-ok, what the client still sends is discarded until it closes the
             # socket (RabbitMQ's reader in its "closed" state)
@@ -308,6 +324,21 @@ class AMQPConnection:
             size = len(self.buf)
             if size > _BUF_MIN and not filled and nbytes * 8 <= size:
                 self._resize(_BUF_MIN)  # a small read drained the socket: traffic is light
+        transport = self.transport
+        if (self._paced(nbytes, elapsed) and transport is not None
+                and not transport.is_closing()):
+            self._yielded = True  # _next_turn reads again: as after a READ_BUDGET yield
+            transport.pause_reading()
+            self.loop.call_later(PACE_DELAY, self._next_turn)
+
+    def _paced(self, nbytes: int, elapsed: float) -> bool:
+        """Update the read rate with this read; whether to pause reading (see PACE_BELOW)."""
+        weight = elapsed / PACE_WINDOW if elapsed < PACE_WINDOW else 1.0
+        if elapsed < 1e-6:
+            elapsed = 1e-6
+        self.read_rate += (nbytes / elapsed - self.read_rate) * weight
+        return (nbytes < PACE_BELOW and self.read_rate > PACE_RATE and self.state == _OPEN
+                and not self._yielded and not self.blocked)
 
     def _body_read(self, nbytes: int) -> None:
         """Bytes of a large body frame's payload arrived, in place (see _read_direct)."""
@@ -393,7 +424,8 @@ class AMQPConnection:
             self.loop.call_soon(self._next_turn)
 
     def _next_turn(self) -> None:
-        """Go on with the bytes a connection read beyond its READ_BUDGET, then read again."""
+        """Go on with the bytes a connection read beyond its READ_BUDGET, then read again (also
+        the end of a read pause, _paced)."""
         self._yielded = False
         transport = self.transport
         if self.blocked or transport is None or transport.is_closing():
