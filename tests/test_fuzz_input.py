@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,5 +102,7 @@ def test_a_short_atheris_run(tmp_path):
                              str(corpus)], cwd=tmp_path, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Done 3000 runs" in result.stderr
+    # libFuzzer counts an extra run at times (the empty input): "Done 3001 runs" was seen
+    done = re.search(r"Done (\d+) runs", result.stderr)
+    assert done is not None and int(done.group(1)) >= 3000, result.stderr[-3000:]
     assert not list(tmp_path.glob("crash-*"))
