@@ -59,6 +59,7 @@ class CountingTransport(asyncio.Transport):
         super().__init__()
         self.written = 0
         self.closing = False
+        self.paused = False  # the connection paused reading: feed() waits for it
 
     def write(self, data: Any) -> None:
         self.written += len(data)
@@ -82,20 +83,25 @@ class CountingTransport(asyncio.Transport):
         self.closing = True
 
     def pause_reading(self) -> None:
-        pass
+        self.paused = True
 
     def resume_reading(self) -> None:
-        pass
+        self.paused = False
 
 
 def marshal(channel: int, *methods: Any) -> bytes:
     return b"".join(pframe.marshal(m, channel) for m in methods)
 
 
-def feed(conn: Connection, data: bytes) -> None:
-    """Hand ``data`` to the connection as the loop does: get_buffer, copy, buffer_updated."""
+def feed(conn: Connection, data: bytes, turn: Any = None) -> None:
+    """Hand ``data`` to the connection as the loop does: get_buffer, copy, buffer_updated;
+    while the connection has paused reading (more than READ_BUDGET came in one go), loop
+    turns (``turn``) run until it reads again, as a socket would wait."""
     view = memoryview(data)
+    transport = conn.transport
     while view:
+        while turn is not None and transport.paused:
+            turn()
         buf = conn.get_buffer(len(view))
         n = min(len(buf), len(view))
         buf[:n] = view[:n]
@@ -196,11 +202,13 @@ class Bench:
         return out
 
     def step(self, acks: bytes) -> None:
-        feed(self.pub, self.publishes)
+        feed(self.pub, self.publishes, self._run_turn)
         self._run_turn()
+        while self.pub.transport.paused:  # the rest of a batch over READ_BUDGET
+            self._run_turn()
         if acks:
             for c in self.consumers:
-                feed(c, acks)
+                feed(c, acks, self._run_turn)
             self._run_turn()
 
     def check(self) -> None:
@@ -246,7 +254,11 @@ def time_scenario(loops: int, name: str) -> float:
 
 
 def main() -> None:
-    runner = pyperf.Runner()
+    def forward(cmd: list[str], args: Any) -> None:  # the chosen scenarios, to the workers
+        for name in args.bench:
+            cmd.extend(("-b", name))
+
+    runner = pyperf.Runner(add_cmdline_args=forward)
     runner.argparser.add_argument("-b", "--bench", action="append", default=[],
                                   choices=sorted(SCENARIOS), help="scenario (repeatable)")
     args = runner.parse_args()
