@@ -163,7 +163,7 @@ class MemoryMonitor:
         rss = resources.resident_memory()
         if rss is None:
             # no /proc: what the process held at start, plus what queues hold since
-            self._baseline = _peak_rss()
+            self._baseline = resources.peak_resident_memory()
         self.sample()
 
     def stop(self) -> None:
@@ -198,16 +198,6 @@ class MemoryMonitor:
             return True
         self._peak_since_trim = max(self._peak_since_trim, used)
         return False
-
-
-def _peak_rss() -> int:
-    try:
-        import resource as _resource
-
-        peak = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss
-    except (ImportError, OSError):
-        return 0
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def watermark_bytes(setting: float | int | None, total: int) -> int | None:

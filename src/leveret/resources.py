@@ -10,7 +10,8 @@ compare (``memory.py``, ``disk.py``) and the management API shows.
   ``memory.max`` and v1's ``memory.limit_in_bytes``, of the process's own cgroup and of every
   parent (a parent's limit binds its children).
 - ``resident_memory()``: the process's resident set size, from ``/proc/self/statm`` (one small
-  read, ~10 µs), as RabbitMQ's default ``vm_memory_calculation_strategy = rss`` measures it.
+  read, ~10 µs), as RabbitMQ's default ``vm_memory_calculation_strategy = rss`` measures it;
+  ``peak_resident_memory()`` where there is no ``/proc``.
 - ``release_free_memory()``: glibc keeps memory ``free()``d by the broker (message bodies of a
   drained queue) in its heap, so RSS stays high after the queue is empty and a memory alarm
   could never clear; ``malloc_trim(0)`` gives the free pages back (measured: 100 MiB of 16 KB
@@ -22,6 +23,7 @@ compare (``memory.py``, ``disk.py``) and the management API shows.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 
 # where cgroup files are read from; tests point these at a fake tree
@@ -115,6 +117,18 @@ def resident_memory() -> int | None:
             return int(f.read().split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         return None
+
+
+def peak_resident_memory() -> int:
+    """The process's peak RSS in bytes (``getrusage``), 0 where it cannot be had: the figure
+    to fall back on where ``resident_memory()`` has none."""
+    try:
+        import resource  # not on Windows
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return 0
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
 _trim: Callable[[int], int] | None | bool = False  # False: not looked up yet; None: none

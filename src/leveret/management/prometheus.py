@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .. import __version__
+from .. import __version__, resources
 from ..counters import channel_sums, global_totals
 from ..settings import node_name
 from .format import resource_figures
@@ -481,13 +481,9 @@ def _dead_lettered(server: Server) -> list[Family]:
 # ---------------------------------------------------------------------- process figures
 
 def resident_memory() -> int:
-    """The process's resident set size, bytes (``/proc/self/statm``; peak RSS elsewhere)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss * 1024 if os.uname().sysname == "Linux" else rss
+    """The process's resident set size, bytes (its peak where there is no ``/proc``)."""
+    rss = resources.resident_memory()
+    return rss if rss is not None else resources.peak_resident_memory()
 
 
 def _open_fds() -> int:
