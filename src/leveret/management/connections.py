@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .. import tls
-from ..addresses import endpoint, host_text
+from ..addresses import host_text
 from .app import Context, not_found
 from .format import details, jsonable, millis, node_name, reply_list, timestamp
 from .http import HTTPError, Response
@@ -35,8 +35,7 @@ def _ends(conn: Connection) -> tuple[tuple[str, int], tuple[str, int]]:
 
 
 def connection_name(conn: Connection) -> str:
-    (phost, pport), (host, port) = _ends(conn)
-    return f"{endpoint((phost, pport))} -> {endpoint((host, port))}"
+    return conn.name  # the ends as the connection wrote them when it was made (addresses.py)
 
 
 def connection_json(conn: Connection, api: Any) -> dict[str, Any]:
