@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import resources
 from .auth import Access
@@ -21,8 +21,6 @@ from .settings import Settings
 from .vhost import VirtualHost
 
 if TYPE_CHECKING:
-    import ssl
-
     from .disk import DiskMonitor
     from .store import Store
 
@@ -152,28 +150,7 @@ class Server:
     # ------------------------------------------------------------------ listening
 
     async def start(self) -> None:
-        sock = _bound_socket(self.settings.host, self.settings.port)
-        if sock is not None:
-            # a numeric address needs no getaddrinfo: no resolver thread pool in this process
-            try:
-                self._listener = await self.loop.create_server(
-                    lambda: Connection(self), sock=sock, backlog=1024)
-            except BaseException:
-                sock.close()
-                raise
-        else:
-            self._listener = await self.loop.create_server(
-                lambda: Connection(self),
-                host=self.settings.host,
-                port=self.settings.port,
-                reuse_address=True,
-                backlog=1024,
-            )
-        for sock in self._listener.sockets:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        self._listener = await self._listen(self.settings.host, self.settings.port)
         self.listeners[:0] = [Listener("amqp", host, port) for host, port in self.addresses]
         if self.settings.tls is not None:
             try:
@@ -192,7 +169,8 @@ class Server:
         context = tls.server_context(options)
         host = options.host or self.settings.host
         try:
-            await self._listen_tls(host, options.port, context)
+            self._tls_listener = await self._listen(
+                host, options.port, ssl=context, ssl_handshake_timeout=tls.HANDSHAKE_TIMEOUT)
         except OSError as exc:
             from .broker import ListenError
 
@@ -201,27 +179,28 @@ class Server:
         at = sum(1 for x in self.listeners if x.protocol == "amqp")
         self.listeners[at:at] = [Listener("amqp/ssl", h, p) for h, p in self.tls_addresses]
 
-    async def _listen_tls(self, host: str, port: int, context: ssl.SSLContext) -> None:
-        from . import tls
-
+    async def _listen(self, host: str, port: int, **tls: Any) -> asyncio.base_events.Server:
+        """A listener for AMQP connections on ``host``:``port`` (``tls``: the ssl options of
+        ``create_server``), its sockets with TCP_NODELAY."""
         sock = _bound_socket(host, port)
         if sock is not None:
+            # a numeric address needs no getaddrinfo: no resolver thread pool in this process
             try:
-                self._tls_listener = await self.loop.create_server(
-                    lambda: Connection(self), sock=sock, ssl=context,
-                    ssl_handshake_timeout=tls.HANDSHAKE_TIMEOUT, backlog=1024)
+                listener = await self.loop.create_server(
+                    lambda: Connection(self), sock=sock, backlog=1024, **tls)
             except BaseException:
                 sock.close()
                 raise
         else:
-            self._tls_listener = await self.loop.create_server(
+            listener = await self.loop.create_server(
                 lambda: Connection(self), host=host, port=port, reuse_address=True,
-                ssl=context, ssl_handshake_timeout=tls.HANDSHAKE_TIMEOUT, backlog=1024)
-        for listening in self._tls_listener.sockets:
+                backlog=1024, **tls)
+        for listening in listener.sockets:
             try:
                 listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+        return listener
 
     def _start_monitors(self) -> None:
         """The memory sampler and the disk monitor (memory.py, disk.py)."""
