@@ -176,29 +176,25 @@ def _escape(value: str) -> str:
     return "".join(out)
 
 
+_TLS_FIELDS = ("ssl", "ssl_protocol", "ssl_cipher", "ssl_key_exchange", "ssl_hash",
+               "peer_cert_subject", "peer_cert_issuer", "peer_cert_validity")
+
+
 def connection_info(conn: AMQPConnection) -> dict[str, Any]:
     """The management API's TLS fields of a connection (RabbitMQ's names and forms:
     ``ssl_protocol`` ``tlsv1.3``, the peer certificate's subject, issuer and validity)."""
     transport = conn.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    out: dict[str, Any] = dict.fromkeys(_TLS_FIELDS)
+    out["ssl"] = ssl_object is not None
     if ssl_object is None:
-        return {"ssl": False, "ssl_protocol": None, "ssl_cipher": None,
-                "ssl_key_exchange": None, "ssl_hash": None, "peer_cert_subject": None,
-                "peer_cert_issuer": None, "peer_cert_validity": None}
+        return out
     version = ssl_object.version()
     cipher = ssl_object.cipher()
     key_exchange, bulk, mac = _suite(cipher[0] if cipher else "", version or "")
+    out["ssl_protocol"] = version.lower() if version else None  # tlsv1.3, as Erlang names it
+    out["ssl_cipher"], out["ssl_key_exchange"], out["ssl_hash"] = bulk, key_exchange, mac
     cert = peer_certificate(conn)
-    out: dict[str, Any] = {
-        "ssl": True,
-        "ssl_protocol": version.lower() if version else None,  # tlsv1.3, as Erlang names it
-        "ssl_cipher": bulk,
-        "ssl_key_exchange": key_exchange,
-        "ssl_hash": mac,
-        "peer_cert_subject": None,
-        "peer_cert_issuer": None,
-        "peer_cert_validity": None,
-    }
     if cert is not None:
         out["peer_cert_subject"] = distinguished_name(cert.get("subject", ()))
         out["peer_cert_issuer"] = distinguished_name(cert.get("issuer", ()))
