@@ -559,6 +559,12 @@ def _run(args: argparse.Namespace) -> int:
         # what start-up made (modules, classes, the recovered topology) lives as long as the
         # process: the cycle collector need not walk it again at each full collection
         gc.freeze()
+        from . import resources
+
+        if resources.tune_allocator():  # the process is the broker's: see resources.py
+            server = broker._server
+            server.memory.keep_releasing(loop, lambda: sum(
+                c.recv_cnt + c.send_cnt for c in server.connections))
         await stop.wait()
         log.info("Leveret is asked to stop...")
         await broker.stop()
