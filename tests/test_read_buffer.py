@@ -26,9 +26,11 @@ from rawamqp import RawClient
 SIZES = [0, 1, 4000, 4096, 4097, 8200, 30000, 65535, 65536, 70000, 131064, 131073, 300000]
 
 
-def _publish_frames(routing_key: str, body: bytes, frame_max: int = 131072) -> bytes:
+def _publish_frames(routing_key: str, body: bytes, frame_max: int = 131072,
+                    headers: dict[str, object] | None = None) -> bytes:
     out = pframe.marshal(spec.Basic.Publish(exchange="", routing_key=routing_key), 1)
-    out += pframe.marshal(pheader.ContentHeader(0, len(body), spec.Basic.Properties()), 1)
+    out += pframe.marshal(pheader.ContentHeader(0, len(body),
+                                                spec.Basic.Properties(headers=headers)), 1)
     chunk = frame_max - 8
     for off in range(0, len(body), chunk):
         out += pframe.marshal(pbody.ContentBody(body[off : off + chunk]), 1)
@@ -128,6 +130,40 @@ def test_a_large_body_is_read_in_place_whole(broker, first):
     client.send(_publish_frames(queue, tail))
     assert _drain(broker, queue, 2) == [body, tail]
     assert not _reading_in_place(broker)
+    client.close()
+
+
+@pytest.mark.leveret_only
+def test_a_run_of_large_bodies_is_read_in_place_one_after_another(broker, monkeypatch):
+    """After a body read in place, the next read is offered only enough for the next publish's
+    frames up to its body (connection._DIRECT_PEEK), so the bodies of a run of large messages
+    are each read in place, not mostly into the read buffer and copied from there (which is
+    what became of 25 of 60 such bodies before). A header table larger than that offer and
+    small messages in between are read as ever, and everything arrives whole and in order."""
+    from leveret import frames
+
+    in_place: list[int] = []
+    real = frames.body_buffer
+
+    def counting(size: int):
+        in_place.append(size)
+        return real(size)
+
+    monkeypatch.setattr(frames, "body_buffer", counting)
+    queue = "read-in-place-run"
+    client = _raw_publisher(broker, queue)
+    large = [_body(40000, i) for i in range(60)]
+    small = [_body(n, 100 + n) for n in (0, 10, 3000)]
+    wide = {f"h{i}": "v" * 40 for i in range(40)}  # a content header frame of ~2 KiB
+    data = b"".join(_publish_frames(queue, b) for b in large[:30])
+    data += _publish_frames(queue, large[30], headers=wide)
+    data += b"".join(_publish_frames(queue, b) for b in small)
+    data += b"".join(_publish_frames(queue, b) for b in large[31:])
+    client.send(data)
+    expected = large[:31] + small + large[31:]
+    assert _drain(broker, queue, len(expected)) == expected
+    assert len(in_place) >= 55, f"only {len(in_place)} of 60 large bodies read in place"
+    assert set(in_place) == {40000}
     client.close()
 
 

@@ -10,7 +10,7 @@ from leveret.channel cimport Channel
 cdef int _AWAIT_HEADER, _AWAIT_START_OK, _AWAIT_TUNE_OK, _AWAIT_OPEN, _OPEN, _CLOSING, _CLOSED
 cdef int EV_ACK, EV_BODY, EV_ERROR, EV_HEADER, EV_HEARTBEAT, EV_METHOD, EV_NACK, EV_PUBLISH
 cdef int EV_REJECT
-cdef Py_ssize_t READ_BUDGET, _BUF_MIN, _BUF_BUSY, DIRECT_BODY, PACE_BELOW
+cdef Py_ssize_t READ_BUDGET, _BUF_MIN, _BUF_BUSY, DIRECT_BODY, _DIRECT_PEEK, PACE_BELOW
 cdef double PACE_RATE, PACE_WINDOW
 
 
@@ -20,7 +20,7 @@ cdef class AMQPConnection:
     cdef public bytearray buf
     cdef public object view
     cdef public Py_ssize_t start, end
-    cdef public bint _grow, _yielded
+    cdef public bint _grow, _yielded, _direct_next
     cdef public bytearray out
     cdef public list _pieces
     cdef public object _body, _body_view
