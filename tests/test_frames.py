@@ -376,18 +376,26 @@ def test_a_budget_stops_before_the_frame_that_starts_past_it(codec, stream, budg
     assert end == len(raw) and events + rest == whole
 
 
+@pytest.mark.parametrize("extra", [0, 1, 512])
 @pytest.mark.parametrize("size", [0, 1, 32768, 131064])
-def test_a_body_buffer_is_read_into_and_becomes_the_body(codec, size):
-    """body_buffer: room a socket reads a large payload into (a writable view), finish_body:
-    the bytes of it. The compiled twin reads into the bytes object itself."""
-    body, view = codec.body_buffer(size)
+def test_a_body_buffer_is_read_into_and_becomes_the_body(codec, size, extra):
+    """body_buffer: room a socket reads a large payload into, with ``extra`` bytes beyond it
+    for what follows in the same read (a writable view), finish_body: the payload's bytes,
+    the room beyond cut off. The compiled twin reads into the bytes object itself."""
+    body, view = codec.body_buffer(size, extra)
+    assert len(view) == size + extra
     data = _bytes_of(size)
     view[:size] = data
+    view[size:] = b"\xce" * extra  # the frame end and the next frames: not the body's
     view.release()
-    done = codec.finish_body(body)
-    assert type(done) is bytes and done == data
+    done = codec.finish_body(body, size)
+    assert type(done) is bytes and done == data and len(done) == size
+    assert hash(done) == hash(data) and done + b"!" == data + b"!"
+    assert bytes(memoryview(done)) == data
     with pytest.raises(ValueError):
         codec.body_buffer(-1)
+    with pytest.raises(ValueError):
+        codec.body_buffer(1, -1)
 
 
 def _bytes_of(size: int) -> bytes:

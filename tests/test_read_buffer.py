@@ -145,9 +145,9 @@ def test_a_run_of_large_bodies_is_read_in_place_one_after_another(broker, monkey
     in_place: list[int] = []
     real = frames.body_buffer
 
-    def counting(size: int):
+    def counting(size: int, extra: int = 0):
         in_place.append(size)
-        return real(size)
+        return real(size, extra)
 
     monkeypatch.setattr(frames, "body_buffer", counting)
     queue = "read-in-place-run"

@@ -24,6 +24,7 @@ from leveret._frames_py import HEARTBEAT_FRAME, encode_properties, encode_table
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
+    void Py_SET_SIZE(object o, Py_ssize_t size)
     object PyMemoryView_FromMemory(char* mem, Py_ssize_t size, int flags)
     int PyBUF_WRITE
 
@@ -738,18 +739,26 @@ def encode_heartbeat(bytearray out):
 
 # ------------------------------------------------------------------ large bodies, read in place
 
-def body_buffer(Py_ssize_t size):
-    """``(body, view)``: a new bytes object of ``size`` bytes for a large body frame's payload,
+def body_buffer(Py_ssize_t size, Py_ssize_t extra=0):
+    """``(body, view)``: a new bytes object for a large body frame's payload of ``size`` bytes,
     and a writable view of it that the socket reads into, so that the payload is copied from
-    the kernel straight into the message's bytes. The view holds no reference: keep ``body``
-    while it lives, release it once the payload is in, and use ``body`` only after that
-    (``finish_body``); until then nothing else has seen the object."""
-    if size < 0:
+    the kernel straight into the message's bytes. The view has ``extra`` bytes more, for what
+    follows the payload in the same read (the frame end, the next frames); it holds no
+    reference: keep ``body`` while it lives, release it once the payload is in, and use
+    ``body`` only through ``finish_body``; until then nothing else has seen the object."""
+    if size < 0 or extra < 0:
         raise ValueError("negative size")
-    body = PyBytes_FromStringAndSize(NULL, size)
-    return body, PyMemoryView_FromMemory(PyBytes_AS_STRING(body), size, PyBUF_WRITE)
+    body = PyBytes_FromStringAndSize(NULL, size + extra)
+    return body, PyMemoryView_FromMemory(PyBytes_AS_STRING(body), size + extra, PyBUF_WRITE)
 
 
-def finish_body(body):
-    """The body ``body_buffer`` made, complete: the bytes object itself."""
+def finish_body(body, Py_ssize_t size):
+    """The body ``body_buffer`` made, complete: the bytes object itself, cut to ``size`` bytes
+    (in place: nothing has seen it, so its length and hash are not known anywhere; the room
+    beyond stays allocated with it, at most the ``extra`` asked for)."""
+    if size < 0 or size > PyBytes_GET_SIZE(body):
+        raise ValueError("size out of range")
+    if size != PyBytes_GET_SIZE(body):
+        Py_SET_SIZE(body, size)
+        PyBytes_AS_STRING(body)[size] = 0  # bytes objects end in a NUL
     return body

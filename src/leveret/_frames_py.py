@@ -557,16 +557,20 @@ def encode_heartbeat(out: bytearray) -> None:
     out += HEARTBEAT_FRAME
 
 
-def body_buffer(size: int) -> tuple[bytearray, memoryview]:
-    """``(body, view)``: room for a large body frame's payload and a writable view of it that
-    the socket reads into (the compiled twin gives a bytes object read in place; here a
-    bytearray, turned into bytes by ``finish_body``)."""
-    if size < 0:
+def body_buffer(size: int, extra: int = 0) -> tuple[bytearray, memoryview]:
+    """``(body, view)``: room for a large body frame's payload of ``size`` bytes and ``extra``
+    more (what follows it in the same read), and a writable view of it that the socket reads
+    into (the compiled twin gives a bytes object read in place; here a bytearray, turned into
+    bytes by ``finish_body``)."""
+    if size < 0 or extra < 0:
         raise ValueError("negative size")
-    body = bytearray(size)
+    body = bytearray(size + extra)
     return body, memoryview(body)
 
 
-def finish_body(body: bytearray) -> bytes:
-    """The payload ``body_buffer`` made room for, complete, as bytes."""
-    return bytes(body)
+def finish_body(body: bytearray, size: int) -> bytes:
+    """The payload ``body_buffer`` made room for, complete, as bytes: its first ``size``."""
+    if size < 0 or size > len(body):
+        raise ValueError("size out of range")
+    with memoryview(body) as view:
+        return bytes(view[:size])

@@ -24,7 +24,7 @@ cdef class AMQPConnection:
     cdef public bytearray out
     cdef public list _pieces
     cdef public object _body, _body_view
-    cdef public Py_ssize_t _body_fill
+    cdef public Py_ssize_t _body_fill, _body_size
     cdef public int _body_channel
     cdef public bint writable, _flush_scheduled
     cdef public set _confirm_channels

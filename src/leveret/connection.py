@@ -128,6 +128,7 @@ class AMQPConnection:
         self._body: Any = None
         self._body_view: memoryview | None = None
         self._body_fill = 0
+        self._body_size = 0
         self._body_channel = 0
         self._direct_next = False  # the last read ended in a large body frame: peek (above)
         self.out = bytearray()
@@ -354,13 +355,27 @@ class AMQPConnection:
                 and not self._yielded and not self.blocked)
 
     def _body_read(self, nbytes: int) -> None:
-        """Bytes of a large body frame's payload arrived, in place (see _read_direct)."""
+        """Bytes of a large body frame's payload arrived, in place (see _read_direct), perhaps
+        with what follows it: the view has _DIRECT_PEEK bytes of room beyond the payload, so
+        one read takes the rest of a body and the next publish's frames up to its body."""
         self._body_fill += nbytes
         self.recv_oct += nbytes
         self.recv_cnt += 1
         self.last_read = time.monotonic()
-        if self._body_fill == len(self._body):
-            self._end_body_view()  # the frame-end octet comes next, into the read buffer
+        over = self._body_fill - self._body_size
+        if over < 0:
+            return
+        if over:  # the frame-end octet and what came after it go to the (empty) read buffer
+            self.buf[0:over] = self._body_view[self._body_size : self._body_fill]
+            self.start, self.end = 0, over
+        self._end_body_view()
+        if over:
+            if self.state == _CLOSED:
+                self.start = self.end = 0
+                return
+            self._read_slice()
+            if self.start == self.end:
+                self.start = self.end = 0
 
     def _end_body_view(self) -> None:
         if self._body_view is not None:
@@ -374,7 +389,8 @@ class AMQPConnection:
         start = self.start
         size = _FRAME_SIZE.unpack_from(self.buf, start + 3)[0]
         have = end - start - 7
-        self._body, self._body_view = frames.body_buffer(size)
+        self._body, self._body_view = frames.body_buffer(size, _DIRECT_PEEK)
+        self._body_size = size
         self._body_view[0:have] = self.view[start + 7 : end]
         self._body_fill = have
         self._body_channel = (self.buf[start + 1] << 8) | self.buf[start + 2]
@@ -390,7 +406,7 @@ class AMQPConnection:
             return -1
         if self.buf[start] != 0xCE:
             raise FrameError(FRAME_ERROR, "frame end octet is not 0xCE")
-        body = frames.finish_body(self._body)
+        body = frames.finish_body(self._body, self._body_size)
         self._body = None
         self.start = start + 1
         self._handle_events([(EV_BODY, self._body_channel, body)])
