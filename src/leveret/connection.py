@@ -366,7 +366,9 @@ class AMQPConnection:
         if over < 0:
             return
         if over:  # the frame-end octet and what came after it go to the (empty) read buffer
-            self.buf[0:over] = self._body_view[self._body_size : self._body_fill]
+            view = self._body_view
+            assert view is not None
+            self.buf[0:over] = view[self._body_size : self._body_fill]
             self.start, self.end = 0, over
         self._end_body_view()
         if over:
