@@ -81,11 +81,13 @@ _BUF_BUSY = 65536
 READ_BUDGET = 16384
 # body frames at least this large (payload bytes) are read straight into the message's bytes
 DIRECT_BODY = 32768
-# Once a large body was read in place, the read after it is offered only this many bytes: enough
-# for the frame-end octet, the next publish's method and content header and its body frame's
-# header, so the next large body is read in place too rather than mostly into the read buffer
-# and copied from there. Two reads a message, as before, and no copy (64 KiB bodies: the copy
-# was 5% of the broker's CPU). Anything else (small messages, a large header table) ends it.
+# A body read in place has this many bytes of room past its payload (frames.body_buffer), so
+# one read takes the rest of the body, its frame-end octet and the next publish's method,
+# content header and body frame header; and a read after an in-place body that did not get
+# that far is offered only this many bytes. Either way the next large body is read in place too
+# rather than mostly into the read buffer and copied from there (64 KiB bodies: the copy was 5%
+# of the broker's CPU), one read a message. Anything else (small messages, a header table
+# larger than this) ends the run: those are read into the buffer as ever.
 _DIRECT_PEEK = 512
 # Read pacing. A client writing a few small messages per send() as fast as it can, to a broker
 # that keeps up with it, gets read a few messages at a time: every send wakes the broker, every
