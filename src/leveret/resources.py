@@ -146,7 +146,6 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 TRIM_THRESHOLD = 64 << 20
 MMAP_THRESHOLD = 4 << 20
-allocator_tuned = False  # tune_allocator() took effect: free pages are given back by trims
 
 
 def _libc_function(name: str) -> Callable[..., int] | None:
@@ -158,15 +157,21 @@ def _libc_function(name: str) -> Callable[..., int] | None:
         return None
 
 
-def release_free_memory() -> bool:
-    """Give the C allocator's free pages back to the OS (glibc's ``malloc_trim``); False where
-    there is no such call (musl, macOS): there RSS is taken as it is."""
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once; None where the C library has none."""
     global _trim
     if _trim is False:
         _trim = _libc_function("malloc_trim")
-    if _trim is None:
+    return _trim  # type: ignore[return-value]
+
+
+def release_free_memory() -> bool:
+    """Give the C allocator's free pages back to the OS (glibc's ``malloc_trim``); False where
+    there is no such call (musl, macOS): there RSS is taken as it is."""
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    _trim(0)  # type: ignore[operator]
+    trim(0)
     return True
 
 
@@ -174,15 +179,13 @@ def tune_allocator() -> bool:
     """Keep freed message bodies' pages in the heap for the next ones (see the module's notes);
     False where the C library has no glibc ``mallopt`` (then nothing changes). For a process the
     broker owns: the ``leveret`` command calls it, an embedded ``Broker`` does not."""
-    global allocator_tuned
-    if _libc_function("malloc_trim") is None:  # glibc's own: musl's mallopt does nothing
+    if _malloc_trim() is None:  # glibc's own: musl's mallopt does nothing
         return False
     mallopt = _libc_function("mallopt")
     if mallopt is None:
         return False
-    allocator_tuned = bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-                           and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    return allocator_tuned
+    return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+                and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 def disk_free(path: str) -> int:
