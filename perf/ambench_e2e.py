@@ -13,9 +13,14 @@ localhost:5672 (``ci/install_rabbitmq.sh`` starts one); without it the others ar
 ``--garagemq`` alone a garagemq (``garagemq --config FILE``) is started on free ports with its
 own database directory; with ``--garagemq HOST:PORT`` that one is used. Each round runs every
 broker back to back, the order rotating from round to round. Prints, per scenario, the median
-end-to-end rate of each broker and Leveret's ratios to the others (above 1: Leveret is faster);
-for the latency scenario (``-r``) the median p50 and p99 instead. The table is Markdown. A
-broker whose run fails or times out (``--timeout``) is not run again in that scenario.
+end-to-end rate of each broker and Leveret's ratios to the others (above 1: Leveret is faster),
+each ratio followed by the lowest and highest ratio of a single round, whose runs were seconds
+apart (on a shared machine the rates drift by more than that from minute to minute); for the
+latency scenario (``-r``) the median p50 and p99 instead. The table is Markdown. A broker whose
+run fails or times out (``--timeout``) is not run again in that scenario. Before the table, a
+line says how busy the machine was before the runs: the CPU pressure the kernel reports (the
+share of time some task waited for a CPU, ``/proc/pressure/cpu``, over the last minute), the
+load average and, where the kernel has it, its vCPU packing setting (``kernel.sched_vcpu_pack``).
 
 Every scenario delivers about ``-n`` messages: ``-f 10`` (one publisher into a fanout exchange
 bound to 10 queues, a consumer each) publishes n/10, each reaching all 10 queues (ambench's
@@ -288,6 +293,35 @@ def rate(value: float) -> str:
     return "-" if value != value else f"{value / 1000:.1f}k"
 
 
+def round_ratios(rounds: list[dict[str, Result]], peer: str) -> list[float]:
+    """Leveret's rate over ``peer``'s, for each round where both were measured."""
+    return [r["leveret"].e2e / r[peer].e2e for r in rounds
+            if "leveret" in r and peer in r and r[peer].e2e > 0]
+
+
+def ratio_cell(ratio: float, per_round: list[float]) -> str:
+    text = cell(ratio, ".2f", "x")
+    if len(per_round) > 1:
+        text += f" ({min(per_round):.2f}-{max(per_round):.2f})"
+    return text
+
+
+def machine_state() -> str:
+    """How busy the machine is: CPU pressure over the last minute, the vCPU packing knob."""
+    parts = [f"{os.cpu_count()} CPUs"]
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        avg60 = dict(f.split("=") for f in some.split()[1:])["avg60"]
+        parts.append(f"CPU pressure {avg60}% (PSI some avg60)")
+    except (OSError, IndexError, KeyError, ValueError):
+        parts.append("CPU pressure unknown (no /proc/pressure/cpu)")
+    pack = Path("/proc/sys/kernel/sched_vcpu_pack")
+    with contextlib.suppress(OSError):
+        parts.append(f"kernel.sched_vcpu_pack={pack.read_text().strip()}")
+    parts.append(f"load average {os.getloadavg()[0]:.2f}")
+    return ", ".join(parts)
+
+
 def address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
@@ -337,6 +371,7 @@ def main() -> int:
 
     print(f"{args.n} messages per run, {args.rounds} rounds, ambench {binary}; "
           + ", ".join(f"{t} {h}:{port}" for t, (h, port) in targets.items()))
+    print(f"machine: {machine_state()}")
     print()
     print("| scenario | " + " | ".join(targets) + " | "
           + " | ".join(f"leveret / {t}" for t in peers) + " |")
@@ -349,8 +384,10 @@ def main() -> int:
                 procs["garagemq"] = stack.enter_context(garagemq(targets["garagemq"][1]))
             for name in scenarios:
                 got: dict[str, list[Result]] = {t: [] for t in targets}
+                rounds: list[dict[str, Result]] = []
                 failed: set[str] = set()  # a broker that failed or stalled once is not retried
                 for r in range(args.rounds):
+                    rounds.append({})
                     shift = r % len(targets)
                     order = list(targets)[shift:] + list(targets)[:shift]
                     for target in order:
@@ -363,6 +400,7 @@ def main() -> int:
                         res = run_one(binary, host, port, name, args.n, args.timeout)
                         if res:
                             got[target].append(res)
+                            rounds[-1][target] = res
                         else:
                             failed.add(target)
                 if name.startswith("-r "):
@@ -374,7 +412,8 @@ def main() -> int:
                 else:
                     e2e = {t: median([x.e2e for x in got[t]]) for t in targets}
                     cells = [rate(e2e[t]) for t in targets]
-                    ratios = [cell(e2e["leveret"] / e2e[t], ".2f", "x") for t in peers]
+                    ratios = [ratio_cell(e2e["leveret"] / e2e[t], round_ratios(rounds, t))
+                              for t in peers]
                 print(f"| `{name}` | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |",
                       flush=True)
     finally:
