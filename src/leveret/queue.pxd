@@ -26,7 +26,9 @@ cdef class Queue:
     cdef public VirtualHost vhost
     cdef public object name, exclusive_owner, arguments, options, ready
     cdef public bint durable, auto_delete, deleted
-    cdef public long long ready_bytes, unacked
+    cdef public long long ready_bytes, unacked, unacked_bytes
+    cdef public long long persistent_count, persistent_bytes
+    cdef public long long persistent_unacked, persistent_unacked_bytes
     cdef public list consumers
     cdef public long long _seq, _rr
     cdef public bint _had_consumer, _mixed_priorities, _plain, _timed, _sac
@@ -53,6 +55,11 @@ cdef class Queue:
     cdef void _hand_over(self, Consumer consumer, object entry) except *
     @cython.locals(consumer=Consumer)
     cpdef dispatch(self)
+    @cython.locals(message=Message, size=Py_ssize_t)
+    cpdef took_unacked(self, object entry)
+    @cython.locals(message=Message, size=Py_ssize_t)
+    cpdef left_unacked(self, object entry)
+    @cython.locals(message=Message)
     cpdef settled(self, object entry)
     cpdef acked(self, object entry, Consumer consumer)
     cpdef _dead_letter(self, object entry, str reason)

@@ -117,6 +117,14 @@ class Queue:
         self.ready_bytes = 0
         self.consumers: list[Consumer] = []
         self.unacked = 0
+        self.unacked_bytes = 0  # bodies delivered and not yet acknowledged
+        # persistent messages of a durable queue, ready and unacknowledged, and the
+        # unacknowledged among them (RabbitMQ's messages_persistent: rabbit_variable_queue
+        # counts a message as persistent when both it and its queue are durable)
+        self.persistent_count = 0
+        self.persistent_bytes = 0
+        self.persistent_unacked = 0
+        self.persistent_unacked_bytes = 0
         self.deleted = False
         self._seq = 0
         self._rr = 0
@@ -158,6 +166,15 @@ class Queue:
     def messages_ram(self) -> int:
         """Ready messages held in memory; the others wait on disk (RabbitMQ's name)."""
         return self.ready.in_memory_count()
+
+    @property
+    def messages_persistent(self) -> int:
+        """Persistent messages, ready and unacknowledged (RabbitMQ's name)."""
+        return self.persistent_count
+
+    @property
+    def message_bytes_persistent(self) -> int:
+        return self.persistent_bytes
 
     @property
     def consumer_count(self) -> int:
@@ -240,6 +257,9 @@ class Queue:
         self.stat_publish += 1
         self._seq += 1
         entry = self.entry_class(self._seq, message)
+        if self.durable and message.delivery_mode == 2:
+            self.persistent_count += 1
+            self.persistent_bytes += size
         store = self.vhost.store
         if store is not None and self.durable and (message.delivery_mode == 2
                                                    or self.persists_all):
@@ -416,6 +436,7 @@ class Queue:
             self.unacked += 1
             consumer.unacked += 1
             self.stat_deliver += 1
+            self.took_unacked(entry)
             consumer.channel.deliver(consumer, self, entry)
         else:
             self.stat_deliver_no_ack += 1
@@ -480,6 +501,9 @@ class Queue:
         entry = self.stored_entry(message, store_id, redelivered, since=since or _now())
         self.ready.append(entry)
         size = len(message.body)
+        if self.durable and message.delivery_mode == 2:
+            self.persistent_count += 1
+            self.persistent_bytes += size
         self.ready_bytes += size
         self.memory.used += size
         if entry.deadline:
@@ -487,8 +511,31 @@ class Queue:
 
     # ------------------------------------------------------------------ settlement
 
+    def took_unacked(self, entry: Entry) -> None:
+        """``entry`` was delivered and waits for its ack (a consumer's or basic.get's)."""
+        message = message_of(entry)
+        size = len(message.body)
+        self.unacked_bytes += size
+        if self.durable and message.delivery_mode == 2:
+            self.persistent_unacked += 1
+            self.persistent_unacked_bytes += size
+
+    def left_unacked(self, entry: Entry) -> None:
+        """``entry`` no longer waits for its ack (acked, rejected or requeued)."""
+        message = message_of(entry)
+        size = len(message.body)
+        self.unacked_bytes -= size
+        if self.durable and message.delivery_mode == 2:
+            self.persistent_unacked -= 1
+            self.persistent_unacked_bytes -= size
+
     def settled(self, entry: Entry) -> None:
         """An entry left the queue for good (acked, no-ack delivered, dropped)."""
+        if self.durable:
+            message = message_of(entry)
+            if message.delivery_mode == 2:
+                self.persistent_count -= 1
+                self.persistent_bytes -= len(message.body)
         store = self.vhost.store
         if store is not None and entry.store_id:
             store.remove(self, entry)
@@ -498,6 +545,7 @@ class Queue:
         self.unacked -= 1
         if consumer is not None:
             consumer.unacked -= 1
+        self.left_unacked(entry)
         self.settled(entry)
 
     def discard(self, entry: Entry, consumer: Consumer | None, reason: str) -> None:
@@ -505,6 +553,7 @@ class Queue:
         self.unacked -= 1
         if consumer is not None:
             consumer.unacked -= 1
+        self.left_unacked(entry)
         self.settled(entry)
         if not self.deleted:
             self._dead_letter(entry, reason)
@@ -523,6 +572,8 @@ class Queue:
                 c.unacked -= 1
         entries = list(entries)
         self.unacked -= len(entries)
+        for entry in entries:
+            self.left_unacked(entry)
         if self.deleted:
             for entry in entries:
                 self.settled(entry)  # gone with the queue: its store record too
@@ -581,6 +632,8 @@ class Queue:
         self.ready.clear()
         self.memory.used -= self.ready_bytes
         self.ready_bytes = 0
+        self.persistent_count = self.persistent_unacked  # what is left: delivered, unacked
+        self.persistent_bytes = self.persistent_unacked_bytes
         if self.memory.blocked:
             self.memory.check_release()
         return count

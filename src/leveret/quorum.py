@@ -95,6 +95,15 @@ class QuorumQueue(Queue):
         original = getattr(entry, "original", None)
         dead_letter(self, original or entry.message, reason)
 
+    @property
+    def messages_persistent(self) -> int:
+        """Every message of a quorum queue is persistent, as RabbitMQ counts them."""
+        return len(self.ready) + self.unacked
+
+    @property
+    def message_bytes_persistent(self) -> int:
+        return self.ready_bytes + self.unacked_bytes
+
     def requeue(self, entries: Iterable[Entry], consumers: Iterable[Consumer | None],
                 explicit: bool = False) -> None:
         for c in consumers:
@@ -102,6 +111,8 @@ class QuorumQueue(Queue):
                 c.unacked -= 1
         entries = list(entries)
         self.unacked -= len(entries)
+        for entry in entries:
+            self.left_unacked(entry)
         if self.deleted:
             for entry in entries:
                 self.settled(entry)

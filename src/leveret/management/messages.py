@@ -220,15 +220,18 @@ def get_messages(ctx: Context) -> Any:
         })
     if not taken:
         return out
-    if ackmode.endswith("requeue_true"):
-        q.unacked += len(taken)
-        q.requeue(taken, [None] * len(taken))
-    elif ackmode == "ack_requeue_false":
+    if ackmode == "ack_requeue_false":
         for entry in taken:
             q.stat_ack += 1
             q.settled(entry)
+        return out
+    # as if delivered and then requeued or rejected
+    q.unacked += len(taken)
+    for entry in taken:
+        q.took_unacked(entry)
+    if ackmode.endswith("requeue_true"):
+        q.requeue(taken, [None] * len(taken))
     else:
-        q.unacked += len(taken)
         for entry in taken:
             q.discard(entry, None, "rejected")
     return out

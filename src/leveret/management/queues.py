@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AMQPError, ChannelError
+from ..message import message_of
 from .app import Context, not_found
 from .format import details, jsonable, node_name, parse_bool, reply_list, timestamp
 from .http import HTTPError, Response
@@ -37,6 +39,20 @@ def queue_basic(q: Queue) -> dict[str, Any]:
         "type": queue_type(q),
         "vhost": q.vhost.name,
     }
+
+
+def head_message_timestamp(q: Queue) -> int | None:
+    """The timestamp property (seconds) of the message at the head of the ready messages,
+    as RabbitMQ shows it; None when the queue is empty or its head has none."""
+    if queue_type(q) != "classic":
+        return None  # RabbitMQ has it for classic queues only
+    head = q.peek(1)
+    if not head:
+        return None
+    value = message_of(head[0]).properties.get("timestamp")
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp())
+    return value if isinstance(value, int) else None
 
 
 def queue_stats(q: Queue, sampler: Sampler) -> dict[str, Any]:
@@ -80,19 +96,19 @@ def queue_stats(q: Queue, sampler: Sampler) -> dict[str, Any]:
         "exclusive_consumer_tag": exclusive_tag,
         "garbage_collection": {"fullsweep_after": 0, "max_heap_size": 0,
                                "min_bin_vheap_size": 0, "min_heap_size": 0, "minor_gcs": 0},
-        "head_message_timestamp": None,
+        "head_message_timestamp": head_message_timestamp(q),
         "memory": q.ready_bytes + _MEMORY_PER_MESSAGE * (ready + unacked),
-        "message_bytes": q.ready_bytes,
+        "message_bytes": q.ready_bytes + q.unacked_bytes,
         "message_bytes_paged_out": 0,
-        "message_bytes_persistent": 0,
-        "message_bytes_ram": q.ready_bytes,
+        "message_bytes_persistent": q.message_bytes_persistent,
+        "message_bytes_ram": q.ready_bytes + q.unacked_bytes,
         "message_bytes_ready": q.ready_bytes,
-        "message_bytes_unacknowledged": 0,
+        "message_bytes_unacknowledged": q.unacked_bytes,
         "message_stats": message_stats,
         "messages": ready + unacked,
         "messages_details": details(rates["messages"]),
         "messages_paged_out": ready - ram,
-        "messages_persistent": 0,
+        "messages_persistent": q.messages_persistent,
         "messages_ram": ram + unacked,
         "messages_ready": ready,
         "messages_ready_details": details(rates["messages_ready"]),
@@ -108,6 +124,11 @@ def queue_stats(q: Queue, sampler: Sampler) -> dict[str, Any]:
         "single_active_consumer_tag": sac_tag,
         "state": "running",
     })
+    if queue_type(q) == "quorum":
+        # RabbitMQ 3.10 counts none of a quorum queue's messages as in RAM, and gives the
+        # messages waiting for at-least-once dead-lettering (none here)
+        out.update({"messages_ram": 0, "message_bytes_ram": 0, "messages_dlx": 0,
+                    "message_bytes_dlx": 0})
     if not consumers:
         since = sampler.queue_idle_since(q)
         out["idle_since"] = timestamp(since if since is not None else time.time())
