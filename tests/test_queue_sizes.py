@@ -220,6 +220,48 @@ def test_persistent_messages_are_counted_again_after_a_restart(tmp_path):
                                                   head=T0 + 21)
 
 
+def test_paged_out_bodies_are_counted_on_disk_not_in_ram(tmp_path):
+    n, body = 2000, b"p" * 1000
+    with Broker.in_thread(data_dir=str(tmp_path / "data"), memory_budget=64 * 1024,
+                          management_port=0, prometheus_port=0) as b:
+        api = API(b.management_url)
+        conn = pika.BlockingConnection(pika.URLParameters(b.url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("sz-paged", durable=True)
+        for i in range(n):
+            ch.basic_publish("", "sz-paged", body, persistent(0) if i % 2 else transient(0))
+        got = api.get("/api/queues/%2F/sz-paged").json()
+        paged = got["messages_paged_out"]
+        assert 0 < paged < n  # the budget holds the head, the rest waits on disk
+        assert got["message_bytes_paged_out"] == paged * 1000
+        assert got["message_bytes_ram"] == (n - paged) * 1000
+        assert got["message_bytes"] == n * 1000
+        assert (got["messages_persistent"], got["message_bytes_persistent"]) == (n // 2,
+                                                                                  n // 2 * 1000)
+        text = metrics(b)
+        assert metric(text, "queue_messages_paged_out_bytes", "sz-paged") == paged * 1000
+        assert metric(text, "queue_messages_ram_bytes", "sz-paged") == (n - paged) * 1000
+        # one taken and not acked: its body counts in RAM, as unacknowledged
+        ch.basic_get("sz-paged", auto_ack=False)
+        got = api.get("/api/queues/%2F/sz-paged").json()
+        paged = got["messages_paged_out"]
+        assert got["message_bytes_unacknowledged"] == 1000
+        assert got["message_bytes_paged_out"] == paged * 1000
+        assert got["message_bytes_ram"] == (n - 1 - paged) * 1000 + 1000
+        assert got["message_bytes"] == n * 1000
+        # drained: nothing left anywhere
+        ch.basic_recover(requeue=True)
+        taken = 0
+        while ch.basic_get("sz-paged", auto_ack=True)[0] is not None:
+            taken += 1
+        assert taken == n
+        assert sizes(api, "sz-paged") == expect(0, 0)
+        got = api.get("/api/queues/%2F/sz-paged").json()
+        assert (got["messages_paged_out"], got["message_bytes_paged_out"]) == (0, 0)
+        conn.close()
+
+
 # ---------------------------------------------------------------------- against RabbitMQ
 
 def _traffic(url: str, step):

@@ -168,6 +168,16 @@ class Queue:
         return self.ready.in_memory_count()
 
     @property
+    def message_bytes_paged_out(self) -> int:
+        """Bodies of the ready messages waiting on disk (RabbitMQ's name)."""
+        return self.ready.paged_out_bytes()
+
+    @property
+    def message_bytes_ram(self) -> int:
+        """Bodies of the ready and unacknowledged messages in memory (RabbitMQ's name)."""
+        return self.ready_bytes - self.ready.paged_out_bytes() + self.unacked_bytes
+
+    @property
     def messages_persistent(self) -> int:
         """Persistent messages, ready and unacknowledged (RabbitMQ's name)."""
         return self.persistent_count

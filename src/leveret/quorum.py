@@ -104,6 +104,10 @@ class QuorumQueue(Queue):
     def message_bytes_persistent(self) -> int:
         return self.ready_bytes + self.unacked_bytes
 
+    @property
+    def message_bytes_ram(self) -> int:
+        return 0  # as RabbitMQ 3.10 reports a quorum queue's
+
     def requeue(self, entries: Iterable[Entry], consumers: Iterable[Consumer | None],
                 explicit: bool = False) -> None:
         for c in consumers:

@@ -24,6 +24,10 @@ class ReadyList(deque):  # type: ignore[type-arg]
         """Ready entries held in memory (a paged list keeps the rest on disk)."""
         return len(self)
 
+    def paged_out_bytes(self) -> int:
+        """Bodies of the ready entries on disk, in bytes."""
+        return 0
+
     def pop_expired(self, now: float) -> Entry | None:
         """Remove and return the head if its deadline has passed."""
         if self:
@@ -79,6 +83,9 @@ class PriorityReady:
 
     def in_memory_count(self) -> int:
         return sum(level.in_memory_count() for level in self.levels)
+
+    def paged_out_bytes(self) -> int:
+        return sum(level.paged_out_bytes() for level in self.levels)
 
     def head(self) -> Entry:
         for level in reversed(self.levels):

@@ -84,6 +84,9 @@ class _StreamReady:
     def in_memory_count(self) -> int:
         return self.stream.messages_ram
 
+    def paged_out_bytes(self) -> int:
+        return 0
+
 
 class StreamQueue(Queue):
     """A stream: a queue whose messages stay, read by each consumer from its own offset."""

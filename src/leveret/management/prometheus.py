@@ -216,7 +216,7 @@ _QUEUE_GAUGES = (
     ("queue_messages_unacked_ram", "Unacknowledged messages stored in memory",
      lambda q: q.unacked),
     ("queue_messages_ram_bytes", "Size of ready and unacknowledged messages stored in memory",
-     lambda q: q.ready_bytes + q.unacked_bytes),
+     lambda q: q.message_bytes_ram),
     ("queue_messages_persistent", "Persistent messages", lambda q: q.messages_persistent),
     ("queue_messages_persistent_bytes", "Size in bytes of persistent messages",
      lambda q: q.message_bytes_persistent),
@@ -227,6 +227,8 @@ _QUEUE_GAUGES = (
      lambda q: q.unacked_bytes),
     ("queue_messages_paged_out", "Messages paged out to disk",
      lambda q: len(q.ready) - q.messages_ram),
+    ("queue_messages_paged_out_bytes", "Size in bytes of messages paged out to disk",
+     lambda q: q.message_bytes_paged_out),
 )
 
 

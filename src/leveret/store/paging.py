@@ -181,6 +181,9 @@ class PagedReadyList(ReadyList):
     def in_memory_count(self) -> int:
         return deque.__len__(self)
 
+    def paged_out_bytes(self) -> int:
+        return self.tail_bytes
+
     def append(self, entry: Entry) -> None:
         store = self.store
         if self.tail.count or (store.resident > store.budget and deque.__len__(self)):
