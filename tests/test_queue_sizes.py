@@ -262,6 +262,47 @@ def test_paged_out_bodies_are_counted_on_disk_not_in_ram(tmp_path):
         conn.close()
 
 
+def test_a_long_queue_recovered_partly_unread_counts_every_persistent_message(tmp_path):
+    # past the first 1024, recovery puts messages on the paged list's tail without reading them
+    n, data_dir = 1500, str(tmp_path / "data")
+    with Broker.in_thread(data_dir=data_dir) as b:
+        conn = pika.BlockingConnection(pika.URLParameters(b.url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("sz-long", durable=True)
+        for _ in range(n):
+            ch.basic_publish("", "sz-long", b"L" * 10, persistent(0))
+            ch.basic_publish("", "sz-long", b"T" * 3, transient(0))
+        conn.close()
+    with Broker.in_thread(data_dir=data_dir, management_port=0) as b:
+        api = API(b.management_url)
+        got = api.get("/api/queues/%2F/sz-long").json()
+        paged = got["messages_paged_out"]
+        assert paged > 0
+        assert {k: got[k] for k in FIELDS} == {
+            **expect(n, n * 10, persistent_n=n, persistent_bytes=n * 10, head=T0),
+            "message_bytes_ram": (n - paged) * 10}
+        assert got["message_bytes_paged_out"] == paged * 10
+        conn = pika.BlockingConnection(pika.URLParameters(b.url))
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=200)
+        got = 0
+        for method, _, _ in ch.consume("sz-long", inactivity_timeout=10):
+            assert method is not None, f"stalled after {got}"
+            ch.basic_ack(method.delivery_tag)
+            got += 1
+            if got == n // 2:
+                half = sizes(api, "sz-long")
+                assert (half["messages_persistent"],
+                        half["message_bytes_persistent"]) == (n - got, (n - got) * 10)
+            if got == n:
+                break
+        ch.cancel()
+        settle(conn)
+        assert sizes(api, "sz-long") == expect(0, 0)
+        conn.close()
+
+
 # ---------------------------------------------------------------------- against RabbitMQ
 
 def _traffic(url: str, step):

@@ -31,7 +31,7 @@ cdef class Queue:
     cdef public long long persistent_unacked, persistent_unacked_bytes
     cdef public list consumers
     cdef public long long _seq, _rr
-    cdef public bint _had_consumer, _mixed_priorities, _plain, _timed, _sac
+    cdef public bint _had_consumer, _mixed_priorities, _plain, _timed, _sac, _counts_persistent
     cdef public object _expiry_timer, _idle_timer
     cdef public double _expiry_at
     cdef public list on_delete, on_ready

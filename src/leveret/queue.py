@@ -125,6 +125,8 @@ class Queue:
         self.persistent_bytes = 0
         self.persistent_unacked = 0
         self.persistent_unacked_bytes = 0
+        # a quorum queue counts all its messages as persistent (its own properties)
+        self._counts_persistent = durable and not self.persists_all
         self.deleted = False
         self._seq = 0
         self._rr = 0
@@ -267,7 +269,7 @@ class Queue:
         self.stat_publish += 1
         self._seq += 1
         entry = self.entry_class(self._seq, message)
-        if self.durable and message.delivery_mode == 2:
+        if self._counts_persistent and message.delivery_mode == 2:
             self.persistent_count += 1
             self.persistent_bytes += size
         store = self.vhost.store
@@ -511,13 +513,21 @@ class Queue:
         entry = self.stored_entry(message, store_id, redelivered, since=since or _now())
         self.ready.append(entry)
         size = len(message.body)
-        if self.durable and message.delivery_mode == 2:
+        if self._counts_persistent and message.delivery_mode == 2:
             self.persistent_count += 1
             self.persistent_bytes += size
         self.ready_bytes += size
         self.memory.used += size
         if entry.deadline:
             self._arm_expiry_timer()  # expire on time even if nobody consumes after a restart
+
+    def recovered_on_disk(self, count: int, size: int) -> None:
+        """``count`` persistent messages of ``size`` bytes in all were recovered at start-up
+        straight into the paged list's tail, unread (store/recovery.py)."""
+        self.ready_bytes += size
+        if self._counts_persistent:
+            self.persistent_count += count
+            self.persistent_bytes += size
 
     # ------------------------------------------------------------------ settlement
 
@@ -526,7 +536,7 @@ class Queue:
         message = message_of(entry)
         size = len(message.body)
         self.unacked_bytes += size
-        if self.durable and message.delivery_mode == 2:
+        if self._counts_persistent and message.delivery_mode == 2:
             self.persistent_unacked += 1
             self.persistent_unacked_bytes += size
 
@@ -535,13 +545,13 @@ class Queue:
         message = message_of(entry)
         size = len(message.body)
         self.unacked_bytes -= size
-        if self.durable and message.delivery_mode == 2:
+        if self._counts_persistent and message.delivery_mode == 2:
             self.persistent_unacked -= 1
             self.persistent_unacked_bytes -= size
 
     def settled(self, entry: Entry) -> None:
         """An entry left the queue for good (acked, no-ack delivered, dropped)."""
-        if self.durable:
+        if self._counts_persistent:
             message = message_of(entry)
             if message.delivery_mode == 2:
                 self.persistent_count -= 1

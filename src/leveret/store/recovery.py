@@ -195,6 +195,6 @@ def _restore_level(store: MessageLog, queue: Queue, level: object, c: _Collected
     level.tail.extend_recovered(ids, sizes, delivered)
     total = sum(sizes)
     level.tail_bytes += total
-    queue.ready_bytes += total
+    queue.recovered_on_disk(len(ids), total)
     if isinstance(queue.ready, PriorityReady):
         queue.ready.count += len(ids)
