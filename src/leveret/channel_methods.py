@@ -210,7 +210,6 @@ def basic_get(ch: Channel, m: spec.Basic.Get) -> None:
     else:
         # outside any prefetch limit: RabbitMQ does not count basic.get against basic.qos
         tag = ch.tags.push((q, entry, None))
-        q.unacked += 1
         q.took_unacked(entry)
         if ch.ack_timeouts.idle:
             ch.ack_timeouts.start(q)

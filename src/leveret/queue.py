@@ -170,6 +170,11 @@ class Queue:
         return self.ready.in_memory_count()
 
     @property
+    def message_bytes(self) -> int:
+        """Bodies of the ready and unacknowledged messages (RabbitMQ's name)."""
+        return self.ready_bytes + self.unacked_bytes
+
+    @property
     def message_bytes_paged_out(self) -> int:
         """Bodies of the ready messages waiting on disk (RabbitMQ's name)."""
         return self.ready.paged_out_bytes()
@@ -177,7 +182,7 @@ class Queue:
     @property
     def message_bytes_ram(self) -> int:
         """Bodies of the ready and unacknowledged messages in memory (RabbitMQ's name)."""
-        return self.ready_bytes - self.ready.paged_out_bytes() + self.unacked_bytes
+        return self.message_bytes - self.ready.paged_out_bytes()
 
     @property
     def messages_persistent(self) -> int:
@@ -445,7 +450,6 @@ class Queue:
         if redelivered_of(entry):
             self.stat_redeliver += 1
         if not consumer.no_ack:
-            self.unacked += 1
             consumer.unacked += 1
             self.stat_deliver += 1
             self.took_unacked(entry)
@@ -532,9 +536,11 @@ class Queue:
     # ------------------------------------------------------------------ settlement
 
     def took_unacked(self, entry: Entry) -> None:
-        """``entry`` was delivered and waits for its ack (a consumer's or basic.get's)."""
+        """``entry`` was delivered and waits for its ack (a consumer's or basic.get's): counted
+        in ``unacked`` and its sizes."""
         message = message_of(entry)
         size = len(message.body)
+        self.unacked += 1
         self.unacked_bytes += size
         if self._counts_persistent and message.delivery_mode == 2:
             self.persistent_unacked += 1
@@ -544,6 +550,7 @@ class Queue:
         """``entry`` no longer waits for its ack (acked, rejected or requeued)."""
         message = message_of(entry)
         size = len(message.body)
+        self.unacked -= 1
         self.unacked_bytes -= size
         if self._counts_persistent and message.delivery_mode == 2:
             self.persistent_unacked -= 1
@@ -562,7 +569,6 @@ class Queue:
 
     def acked(self, entry: Entry, consumer: Consumer | None) -> None:
         self.stat_ack += 1
-        self.unacked -= 1
         if consumer is not None:
             consumer.unacked -= 1
         self.left_unacked(entry)
@@ -570,7 +576,6 @@ class Queue:
 
     def discard(self, entry: Entry, consumer: Consumer | None, reason: str) -> None:
         """A delivered entry was rejected without requeue: it leaves the queue (to the DLX)."""
-        self.unacked -= 1
         if consumer is not None:
             consumer.unacked -= 1
         self.left_unacked(entry)
@@ -591,7 +596,6 @@ class Queue:
             if c is not None:
                 c.unacked -= 1
         entries = list(entries)
-        self.unacked -= len(entries)
         for entry in entries:
             self.left_unacked(entry)
         if self.deleted:

@@ -102,7 +102,7 @@ class QuorumQueue(Queue):
 
     @property
     def message_bytes_persistent(self) -> int:
-        return self.ready_bytes + self.unacked_bytes
+        return self.message_bytes
 
     @property
     def message_bytes_ram(self) -> int:
@@ -114,7 +114,6 @@ class QuorumQueue(Queue):
             if c is not None:
                 c.unacked -= 1
         entries = list(entries)
-        self.unacked -= len(entries)
         for entry in entries:
             self.left_unacked(entry)
         if self.deleted:

@@ -226,7 +226,6 @@ def get_messages(ctx: Context) -> Any:
             q.settled(entry)
         return out
     # as if delivered and then requeued or rejected
-    q.unacked += len(taken)
     for entry in taken:
         q.took_unacked(entry)
     if ackmode.endswith("requeue_true"):

@@ -221,7 +221,7 @@ _QUEUE_GAUGES = (
     ("queue_messages_persistent_bytes", "Size in bytes of persistent messages",
      lambda q: q.message_bytes_persistent),
     ("queue_messages_bytes", "Size in bytes of ready and unacknowledged messages",
-     lambda q: q.ready_bytes + q.unacked_bytes),
+     lambda q: q.message_bytes),
     ("queue_messages_ready_bytes", "Size in bytes of ready messages", lambda q: q.ready_bytes),
     ("queue_messages_unacked_bytes", "Size in bytes of all unacknowledged messages",
      lambda q: q.unacked_bytes),

@@ -98,7 +98,7 @@ def queue_stats(q: Queue, sampler: Sampler) -> dict[str, Any]:
                                "min_bin_vheap_size": 0, "min_heap_size": 0, "minor_gcs": 0},
         "head_message_timestamp": head_message_timestamp(q),
         "memory": q.ready_bytes + _MEMORY_PER_MESSAGE * (ready + unacked),
-        "message_bytes": q.ready_bytes + q.unacked_bytes,
+        "message_bytes": q.message_bytes,
         "message_bytes_paged_out": q.message_bytes_paged_out,
         "message_bytes_persistent": q.message_bytes_persistent,
         "message_bytes_ram": q.message_bytes_ram,
@@ -125,10 +125,10 @@ def queue_stats(q: Queue, sampler: Sampler) -> dict[str, Any]:
         "state": "running",
     })
     if queue_type(q) == "quorum":
-        # RabbitMQ 3.10 counts none of a quorum queue's messages as in RAM, and gives the
-        # messages waiting for at-least-once dead-lettering (none here)
-        out.update({"messages_ram": 0, "message_bytes_ram": 0, "messages_dlx": 0,
-                    "message_bytes_dlx": 0})
+        # RabbitMQ 3.10 counts none of a quorum queue's messages as in RAM (its
+        # message_bytes_ram is 0 already: QuorumQueue), and gives the messages waiting for
+        # at-least-once dead-lettering (none here)
+        out.update({"messages_ram": 0, "messages_dlx": 0, "message_bytes_dlx": 0})
     if not consumers:
         since = sampler.queue_idle_since(q)
         out["idle_since"] = timestamp(since if since is not None else time.time())
