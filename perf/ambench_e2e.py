@@ -383,8 +383,7 @@ def main() -> int:
             if args.garagemq == "start":
                 procs["garagemq"] = stack.enter_context(garagemq(targets["garagemq"][1]))
             for name in scenarios:
-                got: dict[str, list[Result]] = {t: [] for t in targets}
-                rounds: list[dict[str, Result]] = []
+                rounds: list[dict[str, Result]] = []  # each round: the brokers measured
                 failed: set[str] = set()  # a broker that failed or stalled once is not retried
                 for r in range(args.rounds):
                     rounds.append({})
@@ -399,10 +398,10 @@ def main() -> int:
                         host, port = targets[target]
                         res = run_one(binary, host, port, name, args.n, args.timeout)
                         if res:
-                            got[target].append(res)
                             rounds[-1][target] = res
                         else:
                             failed.add(target)
+                got = {t: [r[t] for r in rounds if t in r] for t in targets}
                 if name.startswith("-r "):
                     p50 = {t: median([x.p50 for x in got[t]]) for t in targets}
                     p99 = {t: median([x.p99 for x in got[t]]) for t in targets}
